@@ -1,0 +1,1 @@
+//! twill-configtx (placeholder until written).

@@ -1,0 +1,1 @@
+//! twill-crypto (placeholder until written).

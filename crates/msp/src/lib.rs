@@ -1,0 +1,1 @@
+//! twill-msp (placeholder until written).

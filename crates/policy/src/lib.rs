@@ -1,0 +1,1 @@
+//! twill-policy (placeholder until written).
