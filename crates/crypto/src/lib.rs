@@ -1,1 +1,56 @@
-//! twill-crypto (placeholder until written).
+//! Cryptographic primitives for Twill, matching what Hyperledger Fabric expects
+//! on the wire.
+//!
+//! This crate owns:
+//!
+//! - SHA-256 ([`sha256`], [`Sha256Hasher`]), used for transaction ids, block
+//!   hashes and chaincode package ids;
+//! - ECDSA P-256 over SHA-256 with DER signatures: [`SigningKey::sign`] always
+//!   emits low-S, and [`verify`] (the one seam the rest of the system calls)
+//!   rejects malformed or non-canonical DER and high-S, as Fabric does;
+//! - parallel verification of many signatures ([`verify_batch`], on rayon);
+//! - key encodings: PKCS#8 and SEC1 private keys, SEC1 points and
+//!   SubjectPublicKeyInfo public keys, PEM ([`pem`]);
+//! - nonces from the OS ([`random_bytes`]).
+//!
+//! Signing and verification run on `ring`. The pure-Rust [`reference`](mod@reference) module
+//! (RustCrypto `p256`) does the same operations for benchmarks and cross-checks;
+//! `p256` is also used to parse and validate keys.
+//!
+//! Nothing here spawns tasks. Signature checks are CPU-bound: callers run
+//! them on a rayon pool or in `spawn_blocking`, never on an async reactor.
+//!
+//! # Example
+//!
+//! ```
+//! use twill_crypto::{sha256, verify, SigningKey, VerifyingKey};
+//!
+//! let key = SigningKey::generate()?;
+//! let sig = key.sign(b"proposal bytes")?;
+//! assert!(twill_crypto::is_low_s(&sig)?);
+//!
+//! // A peer only has the public key, e.g. from an X.509 certificate's SPKI.
+//! let public = VerifyingKey::from_spki_der(&key.verifying_key().to_spki_der())?;
+//! verify(&public, b"proposal bytes", &sig)?;
+//! assert!(verify(&public, b"tampered", &sig).is_err());
+//!
+//! let tx_id_digest = sha256(b"nonce and creator");
+//! assert_eq!(tx_id_digest.len(), 32);
+//! # Ok::<(), twill_crypto::CryptoError>(())
+//! ```
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod error;
+mod hash;
+mod keys;
+pub mod pem;
+mod random;
+pub mod reference;
+mod sig;
+
+pub use error::{CryptoError, DerIssue, PemIssue, Result, SignatureComponent};
+pub use hash::{sha256, Sha256Hasher};
+pub use keys::{verify, verify_batch, SigningKey, VerifyingKey};
+pub use random::{random_bytes, try_random_bytes};
+pub use sig::{is_low_s, normalize_low_s};

@@ -63,7 +63,8 @@ pub fn parse_pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
 /// Encodes `der` as one PEM block with `label`, 64-column base64 and `\n` line ends.
 pub fn encode_pem(label: &str, der: &[u8]) -> String {
     let body = STANDARD.encode(der);
-    let mut out = String::with_capacity(body.len() + body.len() / LINE_WIDTH + 2 * label.len() + 40);
+    let mut out =
+        String::with_capacity(body.len() + body.len() / LINE_WIDTH + 2 * label.len() + 40);
     out.push_str(BEGIN);
     out.push_str(label);
     out.push_str(DASHES);

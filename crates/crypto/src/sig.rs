@@ -272,7 +272,10 @@ mod tests {
         assert!(at_half.is_low_s());
         let mut above = HALF_ORDER;
         above[31] += 1;
-        let above_half = Scalars { r: [1; 32], s: above };
+        let above_half = Scalars {
+            r: [1; 32],
+            s: above,
+        };
         assert!(!above_half.is_low_s());
         assert!(above_half.normalized().is_low_s());
     }
@@ -284,7 +287,10 @@ mod tests {
         let mut s = [0u8; 32];
         s[30] = 0x80;
         let der = Scalars { r, s }.to_der();
-        assert_eq!(der, vec![0x30, 0x09, 0x02, 0x01, 0x01, 0x02, 0x03, 0x00, 0x80, 0x00]);
+        assert_eq!(
+            der,
+            vec![0x30, 0x08, 0x02, 0x01, 0x01, 0x02, 0x03, 0x00, 0x80, 0x00]
+        );
         assert_eq!(Scalars::parse_der(&der).unwrap(), Scalars { r, s });
     }
 

@@ -1,0 +1,69 @@
+//! The `twill` command line: crypto material (`cryptogen`), channel genesis
+//! blocks (`configtxgen`) and policy checking (`policy check`).
+//!
+//! The binary in `main.rs` only calls [`main_with_args`]; each subcommand
+//! lives in its own module and returns `anyhow::Result`, and errors are
+//! printed as one line on stderr with exit code 1.
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+mod configtxgen;
+mod cryptogen;
+mod policy;
+
+/// Twill — a permissioned ledger that speaks Hyperledger Fabric's protocols.
+#[derive(Debug, Parser)]
+#[command(name = "twill", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate keys and certificates for orgs, nodes and users (Fabric's cryptogen layout).
+    Cryptogen(cryptogen::CryptogenArgs),
+    /// Build a channel genesis block from a configtx.yaml profile, or inspect a block.
+    Configtxgen(configtxgen::ConfigtxgenArgs),
+    /// Work with endorsement / signature policy expressions.
+    Policy(policy::PolicyArgs),
+}
+
+/// Runs the CLI with the given arguments; returns the process exit code.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Cryptogen(args) => cryptogen::run(args),
+        Command::Configtxgen(args) => configtxgen::run(args),
+        Command::Policy(args) => policy::run(args),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            // One line: the causes joined, as users grep logs for them.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ")
+                .replace('\n', " ");
+            eprintln!("error: {msg}");
+            1
+        }
+    }
+}

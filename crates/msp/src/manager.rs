@@ -1,0 +1,105 @@
+//! All MSPs of a channel, by MSP id.
+
+use crate::error::{MspError, Result};
+use crate::identity::{deserialize_serialized_identity, Identity};
+use crate::msp::Msp;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+use twill_protos::common::MspPrincipal;
+
+/// All MSPs of a channel (or of a node's local view), by MSP id.
+///
+/// Cloning is cheap: the MSPs are shared behind `Arc`s, so clones also share
+/// each MSP's validation cache.
+#[derive(Clone, Default)]
+pub struct MspManager {
+    msps: BTreeMap<String, Arc<Msp>>,
+}
+
+impl MspManager {
+    /// A manager over `msps`; a later MSP with the same id replaces an earlier one.
+    pub fn new(msps: impl IntoIterator<Item = Msp>) -> MspManager {
+        Self::from_shared(msps.into_iter().map(Arc::new))
+    }
+
+    /// A manager over already shared MSPs.
+    pub fn from_shared(msps: impl IntoIterator<Item = Arc<Msp>>) -> MspManager {
+        MspManager {
+            msps: msps
+                .into_iter()
+                .map(|msp| (msp.id().to_owned(), msp))
+                .collect(),
+        }
+    }
+
+    /// The MSP with this id.
+    pub fn get(&self, mspid: &str) -> Option<&Msp> {
+        self.msps.get(mspid).map(Arc::as_ref)
+    }
+
+    /// The MSP with this id, as a shared handle.
+    pub fn get_shared(&self, mspid: &str) -> Option<Arc<Msp>> {
+        self.msps.get(mspid).cloned()
+    }
+
+    /// The ids of all MSPs, sorted.
+    pub fn msp_ids(&self) -> Vec<String> {
+        self.msps.keys().cloned().collect()
+    }
+
+    /// Iterates over the MSPs in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Msp> {
+        self.msps.values().map(Arc::as_ref)
+    }
+
+    /// Parses a prost-encoded `SerializedIdentity` of any MSP of the manager.
+    ///
+    /// [`MspError::UnknownMsp`] if its MSP id is not known. The identity is
+    /// not validated.
+    pub fn deserialize_identity(&self, serialized: &[u8]) -> Result<Identity> {
+        let (mspid, id_bytes) = deserialize_serialized_identity(serialized)?;
+        self.msp(&mspid)?;
+        Identity::from_pem(&mspid, &id_bytes)
+    }
+
+    /// Validates the identity in the MSP it claims, now.
+    pub fn validate(&self, id: &Identity) -> Result<()> {
+        self.msp(id.mspid())?.validate(id)
+    }
+
+    /// Validates the identity in the MSP it claims, at `now`.
+    pub fn validate_at(&self, id: &Identity, now: SystemTime) -> Result<()> {
+        self.msp(id.mspid())?.validate_at(id, now)
+    }
+
+    /// Checks the identity against a principal in the MSP it claims, now;
+    /// see [`Msp::satisfies_principal_at`].
+    pub fn satisfies_principal(&self, id: &Identity, p: &MspPrincipal) -> Result<()> {
+        self.msp(id.mspid())?.satisfies_principal(id, p)
+    }
+
+    /// Checks the identity against a principal in the MSP it claims, at `now`.
+    pub fn satisfies_principal_at(
+        &self,
+        id: &Identity,
+        p: &MspPrincipal,
+        now: SystemTime,
+    ) -> Result<()> {
+        self.msp(id.mspid())?.satisfies_principal_at(id, p, now)
+    }
+
+    fn msp(&self, mspid: &str) -> Result<&Msp> {
+        self.get(mspid).ok_or_else(|| MspError::UnknownMsp {
+            mspid: mspid.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Debug for MspManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MspManager")
+            .field("msp_ids", &self.msps.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}

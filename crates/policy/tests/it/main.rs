@@ -1,0 +1,3 @@
+//! Integration tests of twill-policy.
+
+mod parser;
