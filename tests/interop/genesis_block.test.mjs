@@ -247,7 +247,7 @@ function genesis() {
 describe(`twill genesis block (${PROFILE}, ${CHANNEL_ID}) decodes with @hyperledger/fabric-protos`, () => {
   after(() => {
     if (tmp && !process.env.TWILL_INTEROP_KEEP_TMP) fs.rmSync(tmp, { recursive: true, force: true });
-    else if (tmp) console.log(`# kept ${tmp}`);
+    else if (tmp) console.log(`twill interop: kept temp dir ${tmp}`);
   });
 
   it('block header: number 0, empty previous_hash, data_hash = SHA-256 of the data entries', () => {
@@ -316,7 +316,7 @@ describe(`twill genesis block (${PROFILE}, ${CHANNEL_ID}) decodes with @hyperled
     assert.equal(bdhs.getWidth(), 4294967295, 'BlockDataHashingStructure.width must be MaxUint32');
   });
 
-  it('orderer addresses: channel-level OrdererAddresses and/or orderer-org Endpoints', () => {
+  it('orderer addresses: channel-level OrdererAddresses and/or orderer-org Endpoints', (t) => {
     // Fabric has two places for these, both holding a common.OrdererAddresses:
     // the legacy channel-level value 'OrdererAddresses' (written by
     // configtxgen only when the profile's Orderer.Addresses is set) and, since
@@ -342,6 +342,7 @@ describe(`twill genesis block (${PROFILE}, ${CHANNEL_ID}) decodes with @hyperled
     for (const [where, list] of found) {
       assert.ok(list.length >= 1, `${where} is empty`);
       for (const a of list) assert.match(a, /^[^\s:]+:\d+$/, `${where}: '${a}' is not host:port`);
+      t.diagnostic(`${where}: ${list.join(', ')}`);
     }
   });
 

@@ -8,17 +8,8 @@ use prost::Message;
 use twill_configtx::{channel::config_from_block, genesis, inspect, profile::LoadedConfigtx};
 use twill_protos::common::Block;
 
-/// Build a channel's genesis block from a configtx.yaml profile, or print a block as JSON.
-///
-/// Paths inside configtx.yaml (MSPDir, consenter TLS certs) are relative to
-/// the configtx.yaml file itself, as in Fabric.
-///
-/// Examples:
-///   twill configtxgen --config network-configs/test-network/configtx.yaml \
-///       --profile TwoOrgsApplicationGenesis --channel-id mychannel --output-block mychannel.block
-///   twill configtxgen --inspect-block mychannel.block
+/// Arguments of `twill configtxgen` (documented on the subcommand).
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 #[command(group(ArgGroup::new("mode").required(true).args(["output_block", "inspect_block"])))]
 pub struct ConfigtxgenArgs {
     /// The configtx.yaml to read.

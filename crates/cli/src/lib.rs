@@ -28,6 +28,15 @@ enum Command {
     /// Generate keys and certificates for orgs, nodes and users (Fabric's cryptogen layout).
     Cryptogen(cryptogen::CryptogenArgs),
     /// Build a channel genesis block from a configtx.yaml profile, or inspect a block.
+    ///
+    /// Paths inside configtx.yaml (MSPDir, consenter TLS certs) are relative
+    /// to the configtx.yaml file itself, as in Fabric.
+    ///
+    /// Examples:
+    ///   twill configtxgen --config network-configs/test-network/configtx.yaml \
+    ///       --profile TwoOrgsApplicationGenesis --channel-id mychannel --output-block mychannel.block
+    ///   twill configtxgen --inspect-block mychannel.block
+    #[command(verbatim_doc_comment)]
     Configtxgen(configtxgen::ConfigtxgenArgs),
     /// Work with endorsement / signature policy expressions.
     Policy(policy::PolicyArgs),

@@ -188,9 +188,7 @@ fn ou_identifier(dir: &Path, entry: &OuIdentifierEntry) -> Result<FabricOuIdenti
 pub(crate) fn sorted_files(dir: &Path, required: bool) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(Vec::new())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Vec::new()),
         Err(e) => return Err(MspError::io(dir, e)),
     };
     let mut files = Vec::new();
@@ -258,12 +256,18 @@ Unknown: ignored
         assert!(node.enable);
         let client = node.client.unwrap();
         assert_eq!(client.certificate.as_deref(), Some("cacerts/ca.pem"));
-        assert_eq!(client.organizational_unit_identifier.as_deref(), Some("client"));
+        assert_eq!(
+            client.organizational_unit_identifier.as_deref(),
+            Some("client")
+        );
         assert!(node.peer.unwrap().certificate.is_none());
         assert!(node.admin.is_none());
         let ous = file.organizational_unit_identifiers.unwrap();
         assert_eq!(ous.len(), 1);
-        assert_eq!(ous[0].organizational_unit_identifier.as_deref(), Some("COP"));
+        assert_eq!(
+            ous[0].organizational_unit_identifier.as_deref(),
+            Some("COP")
+        );
     }
 
     #[test]

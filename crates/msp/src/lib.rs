@@ -22,6 +22,28 @@
 //! inside each [`Msp`], so call it from a blocking context when checking many
 //! identities.
 //!
+//! # Where this differs from Fabric
+//!
+//! * [`Msp::validate`] checks every certificate's validity period (Fabric's
+//!   MSP leaves expiry to its callers); [`Msp::validate_at`] takes the time
+//!   to check at.
+//! * A CRL revokes a certificate when its issuer's signature on the CRL
+//!   verifies (Fabric matches the CRL's authority key id to the issuer's
+//!   subject key id, then checks the signature); CRLs signed by no CA of the
+//!   MSP are ignored.
+//! * An ORGANIZATION_UNIT principal with an empty `certifiers_identifier`
+//!   matches the OU under any chain of the MSP; Fabric requires the
+//!   identifier to match.
+//! * A certificate listed in `admins` satisfies ADMIN without the NodeOU rules
+//!   but still needs a trusted chain, no revocation and a current validity
+//!   period.
+//! * Certificates are used exactly as given. Fabric rewrites ECDSA signatures
+//!   inside certificates to low-S in places, so hashes over a certificate
+//!   whose signature is high-S (certifiers identifiers) may differ from
+//!   Fabric's.
+//! * Identity keys must be ECDSA P-256; CA certificates may use any algorithm
+//!   `ring` verifies.
+//!
 //! # Example
 //!
 //! ```no_run

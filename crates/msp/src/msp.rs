@@ -166,11 +166,11 @@ impl Msp {
                 continue;
             }
             let cert = parse_certificate(&msp.cas[i].der)?;
-            let chain = msp
-                .find_chain(&cert, &mut vec![i])
-                .ok_or_else(|| MspError::IntermediateNotChained {
+            let chain = msp.find_chain(&cert, &mut vec![i]).ok_or_else(|| {
+                MspError::IntermediateNotChained {
                     subject: msp.cas[i].subject.clone(),
-                })?;
+                }
+            })?;
             for parent in chain {
                 msp.cas[parent].internal = true;
             }
@@ -179,7 +179,7 @@ impl Msp {
         for entry in &cfg.admins {
             for der in certificates_der(entry)? {
                 // Parse to reject garbage early; admins are compared by DER.
-                Identity::from_der(&cfg.name, &der)?;
+                parse_certificate(&der)?;
                 msp.admins.insert(der);
             }
         }
@@ -320,7 +320,8 @@ impl Msp {
     /// * ANONYMITY: NOMINAL is satisfied by any valid identity, ANONYMOUS never.
     /// * COMBINED: every sub-principal is satisfied.
     ///
-    /// A principal naming another MSP is not satisfied. Every "no" is
+    /// A principal naming another MSP is not satisfied, nor is any principal
+    /// by an identity claiming another MSP. Every "no" is
     /// [`MspError::PrincipalNotSatisfied`]; malformed principal bytes are
     /// [`MspError::InvalidPrincipal`].
     pub fn satisfies_principal_at(
@@ -332,26 +333,31 @@ impl Msp {
         self.satisfies(id, p, now, 0)
     }
 
-    fn satisfies(&self, id: &Identity, p: &MspPrincipal, now: SystemTime, depth: usize) -> Result<()> {
+    fn satisfies(
+        &self,
+        id: &Identity,
+        p: &MspPrincipal,
+        now: SystemTime,
+        depth: usize,
+    ) -> Result<()> {
         let no = |reason| MspError::PrincipalNotSatisfied {
             mspid: id.mspid().to_owned(),
             reason,
         };
-        if id.mspid() != self.id() {
-            return Err(MspError::MspIdMismatch {
-                expected: self.id().to_owned(),
-                actual: id.mspid().to_owned(),
-            });
+        if let Err(e) = self.check_mspid(id.mspid()) {
+            return Err(no(Unsatisfied::InvalidIdentity(Box::new(e))));
         }
         let valid = |at| {
             self.validate_at(id, at)
                 .map_err(|e| no(Unsatisfied::InvalidIdentity(Box::new(e))))
         };
-        let classification = Classification::try_from(p.principal_classification)
-            .map_err(|_| invalid_principal(format!(
-                "unknown classification {}",
-                p.principal_classification
-            )))?;
+        let classification =
+            Classification::try_from(p.principal_classification).map_err(|_| {
+                invalid_principal(format!(
+                    "unknown classification {}",
+                    p.principal_classification
+                ))
+            })?;
         match classification {
             Classification::Role => {
                 let role = MspRole::decode(p.principal.as_slice())
@@ -422,9 +428,7 @@ impl Msp {
                     .map_err(|e| invalid_principal(format!("MSPIdentityAnonymity: {e}")))?;
                 match MspIdentityAnonymityType::try_from(anonymity.anonymity_type) {
                     Ok(MspIdentityAnonymityType::Nominal) => valid(now),
-                    Ok(MspIdentityAnonymityType::Anonymous) => {
-                        Err(no(Unsatisfied::NotAnonymous))
-                    }
+                    Ok(MspIdentityAnonymityType::Anonymous) => Err(no(Unsatisfied::NotAnonymous)),
                     Err(_) => Err(invalid_principal(format!(
                         "unknown anonymity type {}",
                         anonymity.anonymity_type
@@ -509,12 +513,12 @@ impl Msp {
                 subject: id.subject().to_owned(),
             });
         }
-        let chain = self
-            .find_chain(&cert, &mut Vec::new())
-            .ok_or_else(|| MspError::UntrustedChain {
-                subject: id.subject().to_owned(),
-                issuer: cert.issuer().to_string(),
-            })?;
+        let chain =
+            self.find_chain(&cert, &mut Vec::new())
+                .ok_or_else(|| MspError::UntrustedChain {
+                    subject: id.subject().to_owned(),
+                    issuer: cert.issuer().to_string(),
+                })?;
         // find_chain only returns non-empty chains.
         let Some(&issuer) = chain.first() else {
             return Err(MspError::UntrustedChain {
@@ -529,7 +533,10 @@ impl Msp {
         }
 
         // Each certificate against the CRLs of the CA above it.
-        if self.cas[issuer].revoked.contains(strip_zeros(cert.raw_serial())) {
+        if self.cas[issuer]
+            .revoked
+            .contains(strip_zeros(cert.raw_serial()))
+        {
             return Err(MspError::Revoked {
                 subject: id.subject().to_owned(),
                 serial: id.serial_hex(),
@@ -538,7 +545,10 @@ impl Msp {
         for pair in chain.windows(2) {
             let (child, parent) = (&self.cas[pair[0]], &self.cas[pair[1]]);
             let child_cert = parse_certificate(&child.der)?;
-            if parent.revoked.contains(strip_zeros(child_cert.raw_serial())) {
+            if parent
+                .revoked
+                .contains(strip_zeros(child_cert.raw_serial()))
+            {
                 return Err(MspError::Revoked {
                     subject: child.subject.clone(),
                     serial: hex::encode(child_cert.raw_serial()),
@@ -546,11 +556,7 @@ impl Msp {
             }
         }
 
-        let mut windows = vec![(
-            id.subject().to_owned(),
-            id.not_before(),
-            id.not_after(),
-        )];
+        let mut windows = vec![(id.subject().to_owned(), id.not_before(), id.not_after())];
         let mut chain_bytes = Vec::new();
         for &i in &chain {
             let ca = &self.cas[i];
@@ -599,7 +605,11 @@ impl Msp {
 
     /// Indices of the CAs from `cert`'s issuer up to a root, matched by name
     /// and verified by signature. `visited` guards against cycles.
-    fn find_chain(&self, cert: &X509Certificate<'_>, visited: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn find_chain(
+        &self,
+        cert: &X509Certificate<'_>,
+        visited: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         if visited.len() > MAX_CHAIN_DEPTH {
             return None;
         }
@@ -675,11 +685,11 @@ impl Msp {
         let mut chain = vec![index];
         if !self.cas[index].is_root {
             let cert = parse_certificate(&der)?;
-            let above = self
-                .find_chain(&cert, &mut vec![index])
-                .ok_or_else(|| MspError::IntermediateNotChained {
+            let above = self.find_chain(&cert, &mut vec![index]).ok_or_else(|| {
+                MspError::IntermediateNotChained {
                     subject: self.cas[index].subject.clone(),
-                })?;
+                }
+            })?;
             chain.extend(above);
         }
         let mut bytes = Vec::new();
@@ -698,7 +708,10 @@ impl std::fmt::Debug for Msp {
         f.debug_struct("Msp")
             .field("id", &self.id())
             .field("roots", &self.cas.iter().filter(|c| c.is_root).count())
-            .field("intermediates", &self.cas.iter().filter(|c| !c.is_root).count())
+            .field(
+                "intermediates",
+                &self.cas.iter().filter(|c| !c.is_root).count(),
+            )
             .field("admins", &self.admins.len())
             .field("node_ous", &self.node_ous.is_some())
             .finish_non_exhaustive()
@@ -727,7 +740,10 @@ fn ca_cert(der: Vec<u8>, is_root: bool) -> Result<CaCert> {
 }
 
 fn parse_crl(der: &[u8]) -> Result<CertificateRevocationList<'_>> {
-    let invalid = |reason: String| MspError::InvalidDer { what: "CRL", reason };
+    let invalid = |reason: String| MspError::InvalidDer {
+        what: "CRL",
+        reason,
+    };
     let (rest, crl) = x509_parser::parse_x509_crl(der).map_err(|e| invalid(e.to_string()))?;
     if !rest.is_empty() {
         return Err(invalid(format!("{} trailing bytes", rest.len())));
@@ -740,7 +756,10 @@ fn check_crypto_config(cfg: &FabricMspConfig) -> Result<()> {
         return Ok(());
     };
     let family_ok = matches!(crypto.signature_hash_family.as_str(), "" | "SHA2");
-    let hash_ok = matches!(crypto.identity_identifier_hash_function.as_str(), "" | "SHA256");
+    let hash_ok = matches!(
+        crypto.identity_identifier_hash_function.as_str(),
+        "" | "SHA256"
+    );
     if family_ok && hash_ok {
         Ok(())
     } else {
@@ -752,7 +771,10 @@ fn check_crypto_config(cfg: &FabricMspConfig) -> Result<()> {
 }
 
 /// Each certificate must be within its validity period at `now`.
-fn check_windows(windows: &[(String, OffsetDateTime, OffsetDateTime)], now: SystemTime) -> Result<()> {
+fn check_windows(
+    windows: &[(String, OffsetDateTime, OffsetDateTime)],
+    now: SystemTime,
+) -> Result<()> {
     let now = unix_seconds(now);
     for (subject, not_before, not_after) in windows {
         if now < not_before.unix_timestamp() {

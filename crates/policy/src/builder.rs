@@ -160,9 +160,12 @@ pub fn parse_implicit_meta(input: &str) -> Result<ImplicitMetaPolicy> {
     };
     let parts: Vec<&str> = input.split(' ').collect();
     let [rule, sub_policy] = parts.as_slice() else {
-        return Err(bad("expected two space-separated words, like 'MAJORITY Admins'"));
+        return Err(bad(
+            "expected two space-separated words, like 'MAJORITY Admins'",
+        ));
     };
-    let rule = Rule::from_str_name(rule).ok_or_else(|| bad("the rule must be ANY, ALL or MAJORITY"))?;
+    let rule =
+        Rule::from_str_name(rule).ok_or_else(|| bad("the rule must be ANY, ALL or MAJORITY"))?;
     Ok(ImplicitMetaPolicy {
         sub_policy: (*sub_policy).to_owned(),
         rule: rule as i32,

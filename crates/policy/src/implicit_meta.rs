@@ -44,7 +44,11 @@ impl std::fmt::Debug for ImplicitMetaEvaluator {
             .field("threshold", &self.threshold)
             .field(
                 "groups",
-                &self.subs.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(),
+                &self
+                    .subs
+                    .iter()
+                    .map(|(g, _)| g.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }

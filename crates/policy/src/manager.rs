@@ -84,8 +84,8 @@ impl PolicyManager {
                         .map_err(bad)?,
                 ),
                 Ok(PolicyType::ImplicitMeta) => {
-                    let definition = ImplicitMetaPolicy::decode(policy.value.as_slice())
-                        .map_err(|e| {
+                    let definition =
+                        ImplicitMetaPolicy::decode(policy.value.as_slice()).map_err(|e| {
                             bad(PolicyError::Decode {
                                 what: "common.ImplicitMetaPolicy",
                                 reason: e.to_string(),

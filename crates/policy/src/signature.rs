@@ -21,7 +21,10 @@ const MAX_COMPILE_DEPTH: usize = 100;
 enum Rule {
     /// Index into the envelope's identities.
     SignedBy(usize),
-    NOutOf { n: i32, rules: Vec<Rule> },
+    NOutOf {
+        n: i32,
+        rules: Vec<Rule>,
+    },
 }
 
 /// A [`SignaturePolicyEnvelope`] compiled for evaluation against the MSPs
@@ -73,21 +76,18 @@ impl SignaturePolicyEvaluator {
     /// no type, a `signed_by` index is outside `identities`, or gates nest
     /// more than 100 deep.
     pub fn new(envelope: SignaturePolicyEnvelope, msps: Arc<MspManager>) -> Result<Self> {
-        let rule = envelope.rule.as_ref().ok_or_else(|| PolicyError::InvalidEnvelope {
-            reason: "the envelope has no rule".to_owned(),
-        })?;
+        let rule = envelope
+            .rule
+            .as_ref()
+            .ok_or_else(|| PolicyError::InvalidEnvelope {
+                reason: "the envelope has no rule".to_owned(),
+            })?;
         let rule = compile(rule, envelope.identities.len(), 0)?;
         let canonical = envelope
             .identities
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                envelope
-                    .identities
-                    .iter()
-                    .position(|q| q == p)
-                    .unwrap_or(i)
-            })
+            .map(|(i, p)| envelope.identities.iter().position(|q| q == p).unwrap_or(i))
             .collect();
         Ok(SignaturePolicyEvaluator {
             envelope,
@@ -106,11 +106,10 @@ impl SignaturePolicyEvaluator {
     /// [`PolicyError::InvalidEnvelope`] for another version or for the
     /// reasons [`SignaturePolicyEvaluator::new`] gives.
     pub fn from_bytes(bytes: &[u8], msps: Arc<MspManager>) -> Result<Self> {
-        let envelope =
-            SignaturePolicyEnvelope::decode(bytes).map_err(|e| PolicyError::Decode {
-                what: "common.SignaturePolicyEnvelope",
-                reason: e.to_string(),
-            })?;
+        let envelope = SignaturePolicyEnvelope::decode(bytes).map_err(|e| PolicyError::Decode {
+            what: "common.SignaturePolicyEnvelope",
+            reason: e.to_string(),
+        })?;
         if envelope.version != 0 {
             return Err(PolicyError::InvalidEnvelope {
                 reason: format!(

@@ -84,10 +84,12 @@ pub fn valid_identities(signed: &[SignedData], msps: &MspManager) -> Vec<Identit
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for (i, id) in parsed.iter().enumerate() {
         let Some(id) = id else { continue };
-        let g = *group_of.entry((id.mspid(), id.cert_der())).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
+        let g = *group_of
+            .entry((id.mspid(), id.cert_der()))
+            .or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
         if let Some(members) = groups.get_mut(g) {
             members.push(i);
         }

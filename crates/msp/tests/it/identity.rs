@@ -6,7 +6,7 @@ use twill_protos::msp::SerializedIdentity;
 
 #[test]
 fn serialized_identity_roundtrip() {
-    let org = Org::new();
+    let org = Org::generate();
     let id = identity(&org.peer);
     assert_eq!(id.mspid(), ORG1);
     assert_eq!(id.cert_pem(), org.peer.pem.as_bytes());
@@ -37,7 +37,7 @@ fn two_ous_are_both_reported() {
 
 #[test]
 fn deserialize_checks_mspid() {
-    let org = Org::new();
+    let org = Org::generate();
     let other = Identity::from_pem("Org2MSP", org.peer.pem.as_bytes()).unwrap();
     assert!(matches!(
         org.msp().deserialize_identity(&other.serialize()),
@@ -47,7 +47,7 @@ fn deserialize_checks_mspid() {
 
 #[test]
 fn garbage_is_an_error_not_a_panic() {
-    let org = Org::new();
+    let org = Org::generate();
     let msp = org.msp();
     for bytes in [
         &b""[..],
@@ -74,7 +74,7 @@ fn garbage_is_an_error_not_a_panic() {
 
 #[test]
 fn verify_is_the_signature_seam() {
-    let org = Org::new();
+    let org = Org::generate();
     let key = twill_crypto::SigningKey::from_pem(&org.peer.key_pem()).unwrap();
     let signer = SigningIdentity::try_new(identity(&org.peer), key).unwrap();
     let sig = signer.sign(b"proposal").unwrap();

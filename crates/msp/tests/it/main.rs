@@ -88,7 +88,7 @@ pub struct Org {
 }
 
 impl Org {
-    pub fn new() -> Org {
+    pub fn generate() -> Org {
         let root = Ca::root("ca.org1.example.com");
         Org {
             peer: root.leaf("peer0.org1.example.com", &["peer"]),

@@ -5,14 +5,17 @@ use twill_protos::common::msp_role::MspRoleType;
 
 #[test]
 fn manager_routes_by_mspid() {
-    let org1 = Org::new();
+    let org1 = Org::generate();
     let org2_root = Ca::root("ca.org2.example.com");
     let org2_peer = org2_root.leaf("peer0.org2.example.com", &["peer"]);
     let manager = MspManager::new([
         Config::new("Org2MSP", &org2_root).node_ous(None).build(),
         org1.msp(),
     ]);
-    assert_eq!(manager.msp_ids(), vec![ORG1.to_owned(), "Org2MSP".to_owned()]);
+    assert_eq!(
+        manager.msp_ids(),
+        vec![ORG1.to_owned(), "Org2MSP".to_owned()]
+    );
     assert_eq!(manager.get(ORG1).map(|m| m.id()), Some(ORG1));
     assert!(manager.get("Org3MSP").is_none());
 
@@ -42,7 +45,7 @@ fn manager_routes_by_mspid() {
 
 #[test]
 fn unknown_msp_in_manager() {
-    let org = Org::new();
+    let org = Org::generate();
     let manager = MspManager::new([org.msp()]);
     let stranger = Identity::from_pem("Org9MSP", org.peer.pem.as_bytes()).unwrap();
     assert!(matches!(

@@ -6,7 +6,7 @@ use twill_msp::{Identity, Msp, MspError, NodeRole};
 
 #[test]
 fn role_leaves_validate_and_have_roles() {
-    let org = Org::new();
+    let org = Org::generate();
     let msp = org.msp();
     for (leaf, role) in [
         (&org.peer, NodeRole::Peer),
@@ -23,7 +23,7 @@ fn role_leaves_validate_and_have_roles() {
 
 #[test]
 fn untrusted_root_rejected() {
-    let org = Org::new();
+    let org = Org::generate();
     let stranger = Ca::root("ca.org1.example.com"); // same name, different key
     let id = identity(&stranger.leaf("peer0.org1.example.com", &["peer"]));
     let err = org.msp().validate(&id).unwrap_err();
@@ -33,7 +33,7 @@ fn untrusted_root_rejected() {
 
 #[test]
 fn expired_and_not_yet_valid_rejected() {
-    let org = Org::new();
+    let org = Org::generate();
     let msp = org.msp();
     let now = OffsetDateTime::now_utc();
     let expired = org.root.leaf_valid(
@@ -67,7 +67,7 @@ fn expired_and_not_yet_valid_rejected() {
 
 #[test]
 fn revoked_rejected_only_by_a_crl_of_the_msp() {
-    let org = Org::new();
+    let org = Org::generate();
     let revoked = org.root.leaf("revoked", &["peer"]);
     let msp = Config::new(ORG1, &org.root)
         .node_ous(None)
@@ -97,12 +97,15 @@ fn revoked_intermediate_rejects_its_leaves() {
         .crl(root.crl(&[ica.serial]))
         .build();
     let err = msp.validate(&identity(&leaf)).unwrap_err();
-    assert!(matches!(err, MspError::Revoked { ref subject, .. } if subject.contains("ica")), "{err:?}");
+    assert!(
+        matches!(err, MspError::Revoked { ref subject, .. } if subject.contains("ica")),
+        "{err:?}"
+    );
 }
 
 #[test]
 fn wrong_node_ou_rejected() {
-    let org = Org::new();
+    let org = Org::generate();
     let msp = org.msp();
     let none = identity(&org.root.leaf("nobody", &["marketing"]));
     let err = msp.validate(&none).unwrap_err();
@@ -136,7 +139,7 @@ fn node_ou_pinned_to_a_chain() {
 
 #[test]
 fn failure_kinds_are_distinct_variants() {
-    let org = Org::new();
+    let org = Org::generate();
     let now = OffsetDateTime::now_utc();
     let revoked = org.root.leaf("revoked", &["peer"]);
     let msp = Config::new(ORG1, &org.root)
@@ -173,7 +176,8 @@ fn intermediate_chains() {
         .intermediate(&ica)
         .node_ous(None)
         .build();
-    msp.validate(&identity(&ica.leaf("peer0", &["peer"]))).unwrap();
+    msp.validate(&identity(&ica.leaf("peer0", &["peer"])))
+        .unwrap();
 
     // A CA that issued an intermediate of the MSP may not issue identities.
     let err = msp
@@ -215,7 +219,7 @@ fn leaf_as_root_rejected_in_config() {
 
 #[test]
 fn identity_of_other_msp_rejected() {
-    let org = Org::new();
+    let org = Org::generate();
     let id = Identity::from_pem("Org2MSP", org.peer.pem.as_bytes()).unwrap();
     assert!(matches!(
         org.msp().validate(&id),
@@ -265,7 +269,7 @@ fn msp_is_shareable_across_threads() {
     assert_send_sync::<Identity>();
     assert_send_sync::<twill_msp::SigningIdentity>();
 
-    let org = Org::new();
+    let org = Org::generate();
     let msp = std::sync::Arc::new(org.msp());
     let id = identity(&org.peer);
     let handles: Vec<_> = (0..4)

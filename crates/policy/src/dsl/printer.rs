@@ -21,7 +21,10 @@ use twill_protos::common::{SignaturePolicy, SignaturePolicyEnvelope};
 /// language cannot spell, a gate with no rules, a threshold outside
 /// `0..=rules + 1`, a missing rule, or an index outside `identities`.
 pub fn policy_to_string(env: &SignaturePolicyEnvelope) -> Result<String> {
-    let rule = env.rule.as_ref().ok_or_else(|| not_expressible("the envelope has no rule"))?;
+    let rule = env
+        .rule
+        .as_ref()
+        .ok_or_else(|| not_expressible("the envelope has no rule"))?;
     let mut out = String::new();
     match &rule.r#type {
         Some(Type::NOutOf(_)) => write_rule(env, rule, &mut out, 0)?,

@@ -23,15 +23,24 @@ fn valid_policies_build_fabric_envelopes() {
     let cases: Vec<(&str, SignaturePolicyEnvelope)> = vec![
         (
             "OutOf(1, 'A.member', 'B.member')",
-            env(n_out_of(1, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(1, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "OutOf(2, 'A.member', 'B.member')",
-            env(n_out_of(2, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(2, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "AND('A.member', 'B.member')",
-            env(n_out_of(2, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(2, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "and('A.client', \"B.peer\")",
@@ -39,7 +48,10 @@ fn valid_policies_build_fabric_envelopes() {
         ),
         (
             "OR('A.member', 'B.member')",
-            env(n_out_of(1, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(1, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "or('A.peer', 'B.admin', 'C.orderer', 'D.client')",
@@ -59,7 +71,10 @@ fn valid_policies_build_fabric_envelopes() {
         (
             "OR(AND('A.member', 'B.member'), OR('C.admin', 'D.member'))",
             env(
-                n_out_of(1, vec![n_out_of(2, vec![s(0), s(1)]), n_out_of(1, vec![s(2), s(3)])]),
+                n_out_of(
+                    1,
+                    vec![n_out_of(2, vec![s(0), s(1)]), n_out_of(1, vec![s(2), s(3)])],
+                ),
                 &[("A", Member), ("B", Member), ("C", Admin), ("D", Member)],
             ),
         ),
@@ -80,28 +95,44 @@ fn valid_policies_build_fabric_envelopes() {
         // Repeated principals are not merged (Fabric does not merge them).
         (
             "AND('A.member', 'A.member')",
-            env(n_out_of(2, vec![s(0), s(1)]), &[("A", Member), ("A", Member)]),
+            env(
+                n_out_of(2, vec![s(0), s(1)]),
+                &[("A", Member), ("A", Member)],
+            ),
         ),
         (
             "OR('MSP.member', 'MSP.WITH.DOTS.member', 'MSP-WITH-DASHES.member')",
             env(
                 n_out_of(1, vec![s(0), s(1), s(2)]),
-                &[("MSP", Member), ("MSP.WITH.DOTS", Member), ("MSP-WITH-DASHES", Member)],
+                &[
+                    ("MSP", Member),
+                    ("MSP.WITH.DOTS", Member),
+                    ("MSP-WITH-DASHES", Member),
+                ],
             ),
         ),
         // Quoted threshold, as Fabric allows.
         (
             "OutOf('1', 'A.member', 'B.member')",
-            env(n_out_of(1, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(1, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         // Threshold bounds: 0 (always satisfied) and n + 1 (never).
         (
             "OutOf(0, 'A.member', 'B.member')",
-            env(n_out_of(0, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(0, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "OUTOF(3, 'A.member', 'B.member')",
-            env(n_out_of(3, vec![s(0), s(1)]), &[("A", Member), ("B", Member)]),
+            env(
+                n_out_of(3, vec![s(0), s(1)]),
+                &[("A", Member), ("B", Member)],
+            ),
         ),
         (
             "AND('A.member')",
@@ -116,9 +147,18 @@ fn valid_policies_build_fabric_envelopes() {
             env(
                 n_out_of(
                     1,
-                    vec![s(4), n_out_of(2, vec![s(2), n_out_of(2, vec![s(0), s(1)]), s(3)])],
+                    vec![
+                        s(4),
+                        n_out_of(2, vec![s(2), n_out_of(2, vec![s(0), s(1)]), s(3)]),
+                    ],
                 ),
-                &[("C", Admin), ("D", Admin), ("B", Peer), ("E", Client), ("A", Member)],
+                &[
+                    ("C", Admin),
+                    ("D", Admin),
+                    ("B", Peer),
+                    ("E", Client),
+                    ("A", Member),
+                ],
             ),
         ),
     ];
@@ -213,7 +253,11 @@ fn nesting_is_limited() {
     let depth = twill_policy::MAX_NESTING;
     let ok = format!("{}'A.member'{}", "OR(".repeat(depth), ")".repeat(depth));
     assert!(parse_policy(&ok).is_ok());
-    let deep = format!("{}'A.member'{}", "OR(".repeat(depth + 1), ")".repeat(depth + 1));
+    let deep = format!(
+        "{}'A.member'{}",
+        "OR(".repeat(depth + 1),
+        ")".repeat(depth + 1)
+    );
     let err = parse_policy(&deep).expect_err("too deep");
     assert!(matches!(err, PolicyError::TooDeep { .. }), "{err}");
     assert_eq!(err.code(), "POLICY_SYNTAX");
@@ -222,16 +266,31 @@ fn nesting_is_limited() {
 #[test]
 fn print_round_trips() {
     let cases = [
-        ("AND('Org1MSP.peer', OR('Org2MSP.member', 'Org3MSP.admin'))", None),
+        (
+            "AND('Org1MSP.peer', OR('Org2MSP.member', 'Org3MSP.admin'))",
+            None,
+        ),
         ("OutOf(2, 'A.member', 'B.member', 'C.member')", None),
         ("OR('A.member', AND('B.member', 'C.member'))", None),
-        ("OR(AND('A.member', 'B.member'), OR('C.admin', 'D.member'))", None),
+        (
+            "OR(AND('A.member', 'B.member'), OR('C.admin', 'D.member'))",
+            None,
+        ),
         ("OutOf(0, 'A.member', 'B.member')", None),
         ("OutOf(3, 'A.member', 'B.member')", None),
-        ("and('A.member', 'A.member')", Some("AND('A.member', 'A.member')")),
+        (
+            "and('A.member', 'A.member')",
+            Some("AND('A.member', 'A.member')"),
+        ),
         ("AND('A.member')", Some("OR('A.member')")),
-        ("outof(1, 'A.member', \"B.orderer\")", Some("OR('A.member', 'B.orderer')")),
-        ("OutOf(2, 'A.client', 'B.peer')", Some("AND('A.client', 'B.peer')")),
+        (
+            "outof(1, 'A.member', \"B.orderer\")",
+            Some("OR('A.member', 'B.orderer')"),
+        ),
+        (
+            "OutOf(2, 'A.client', 'B.peer')",
+            Some("AND('A.client', 'B.peer')"),
+        ),
     ];
     for (input, printed) in cases {
         let env = parse_policy(input).expect(input);
@@ -244,10 +303,19 @@ fn print_round_trips() {
 #[test]
 fn builders_print_and_match_parser() {
     let any = twill_policy::builder::signed_by_any_member(&["Org2MSP", "Org1MSP"]);
-    assert_eq!(policy_to_string(&any).expect("print"), "OR('Org1MSP.member', 'Org2MSP.member')");
-    assert_eq!(parse_policy("OR('Org1MSP.member', 'Org2MSP.member')").expect("parse"), any);
+    assert_eq!(
+        policy_to_string(&any).expect("print"),
+        "OR('Org1MSP.member', 'Org2MSP.member')"
+    );
+    assert_eq!(
+        parse_policy("OR('Org1MSP.member', 'Org2MSP.member')").expect("parse"),
+        any
+    );
     let admin = twill_policy::builder::signed_by_msp_admin("Org1MSP");
-    assert_eq!(policy_to_string(&admin).expect("print"), "OR('Org1MSP.admin')");
+    assert_eq!(
+        policy_to_string(&admin).expect("print"),
+        "OR('Org1MSP.admin')"
+    );
 }
 
 #[test]
@@ -265,7 +333,8 @@ fn unprintable_envelopes_are_errors() {
     let err = policy_to_string(&out_of_range).expect_err("index");
     assert!(err.to_string().contains("index 3"), "{err}");
 
-    let err = policy_to_string(&twill_policy::builder::accept_all_policy()).expect_err("empty gate");
+    let err =
+        policy_to_string(&twill_policy::builder::accept_all_policy()).expect_err("empty gate");
     assert!(err.to_string().contains("no rules"), "{err}");
 
     let no_rule = SignaturePolicyEnvelope::default();
@@ -283,7 +352,47 @@ fn implicit_meta_text() {
     assert_eq!(p.rule, 2);
     assert_eq!(parse_implicit_meta("ANY Readers").expect("parse").rule, 0);
     assert_eq!(parse_implicit_meta("ALL Writers").expect("parse").rule, 1);
-    for bad in ["MAJORITY", "majority Admins", "ANY  Readers", "SOME Admins", ""] {
+    for bad in [
+        "MAJORITY",
+        "majority Admins",
+        "ANY  Readers",
+        "SOME Admins",
+        "",
+    ] {
         assert!(parse_implicit_meta(bad).is_err(), "{bad}");
     }
+}
+
+/// Deterministic xorshift, so the generated cases are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn generated_inputs_never_panic_and_round_trip() {
+    const PIECES: &[&str] = &[
+        "AND(", "OR(", "OutOf(", "outof(", "and(", "'A.member'", "\"B.peer\"", "'C.admin'",
+        "'D.client'", "'E.orderer'", ",", ", ", ")", "(", " ", "1", "2", "0", "-1", "'2'", "1.5",
+        "'x'", "é", "'", "\"", "Foo", "Xor(", "'A.Member'", "'.peer'",
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let len = 1 + rng.next() % 12;
+        let text: String = (0..len)
+            .map(|_| PIECES[(rng.next() % PIECES.len() as u64) as usize])
+            .collect();
+        let Ok(env) = parse_policy(&text) else { continue };
+        parsed += 1;
+        let printed = policy_to_string(&env).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(parse_policy(&printed).as_ref(), Ok(&env), "{text} -> {printed}");
+    }
+    assert!(parsed > 50, "the generator should hit valid policies ({parsed})");
 }

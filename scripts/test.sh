@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: format, lints, Rust tests, and the Node interop tests
+# against Fabric's own npm packages. Builds once; the interop tests reuse the
+# debug `twill` binary that `cargo build` leaves in target/debug.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo build (binaries shared with the interop tests)"
+cargo build --workspace --bins --locked
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "interop tests with Fabric's npm packages (tests/interop)"
+TWILL_BIN="$PWD/target/debug/twill" tests/interop/run.sh
