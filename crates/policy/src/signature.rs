@@ -5,7 +5,7 @@ use crate::error::{PolicyError, Result};
 use crate::principal::describe_principal;
 use crate::signed::{describe_signers, valid_identities, Policy, SignedData};
 use prost::Message;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::debug;
 use twill_msp::{Identity, MspManager};
@@ -83,11 +83,12 @@ impl SignaturePolicyEvaluator {
                 reason: "the envelope has no rule".to_owned(),
             })?;
         let rule = compile(rule, envelope.identities.len(), 0)?;
+        let mut first_index: HashMap<&MspPrincipal, usize> = HashMap::new();
         let canonical = envelope
             .identities
             .iter()
             .enumerate()
-            .map(|(i, p)| envelope.identities.iter().position(|q| q == p).unwrap_or(i))
+            .map(|(i, p)| *first_index.entry(p).or_insert(i))
             .collect();
         Ok(SignaturePolicyEvaluator {
             envelope,
@@ -191,8 +192,8 @@ struct Eval<'a> {
     canonical: &'a [usize],
     ids: &'a [Identity],
     msps: &'a MspManager,
-    /// `satisfies[principal * ids.len() + id]`, filled on first use.
-    satisfies: Vec<Option<bool>>,
+    /// Whether `(canonical principal, identity)` match, filled on first use.
+    satisfies: HashMap<(usize, usize), bool>,
     /// Principals for which some `signed_by` found no unused signer.
     unmatched: BTreeSet<usize>,
 }
@@ -200,8 +201,7 @@ struct Eval<'a> {
 impl Eval<'_> {
     fn satisfies(&mut self, principal: usize, id: usize) -> bool {
         let p = self.canonical.get(principal).copied().unwrap_or(principal);
-        let slot = p * self.ids.len() + id;
-        if let Some(Some(known)) = self.satisfies.get(slot) {
+        if let Some(known) = self.satisfies.get(&(p, id)) {
             return *known;
         }
         let (Some(identity), Some(pr)) = (self.ids.get(id), self.principals.get(p)) else {
@@ -214,9 +214,7 @@ impl Eval<'_> {
                 false
             }
         };
-        if let Some(s) = self.satisfies.get_mut(slot) {
-            *s = Some(ok);
-        }
+        self.satisfies.insert((p, id), ok);
         ok
     }
 
@@ -266,7 +264,7 @@ impl Policy for SignaturePolicyEvaluator {
             canonical: &self.canonical,
             ids: identities,
             msps: &self.msps,
-            satisfies: vec![None; self.envelope.identities.len() * identities.len()],
+            satisfies: HashMap::new(),
             unmatched: BTreeSet::new(),
         };
         let mut used = vec![false; identities.len()];

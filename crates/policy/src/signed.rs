@@ -101,11 +101,11 @@ pub fn valid_identities(signed: &[SignedData], msps: &MspManager) -> Vec<Identit
     let mut pending: Vec<usize> = (0..groups.len()).collect();
     let mut kept: Vec<usize> = Vec::with_capacity(groups.len());
     while !pending.is_empty() {
-        let candidates: Vec<usize> = pending
+        let candidates: Vec<(usize, usize)> = pending
             .iter()
-            .filter_map(|&g| groups.get(g)?.get(*cursor.get(g)?).copied())
+            .filter_map(|&g| Some((g, *groups.get(g)?.get(*cursor.get(g)?)?)))
             .collect();
-        let ok = map_maybe_parallel(&candidates, |_, &i| {
+        let ok = map_maybe_parallel(&candidates, |_, &(_, i)| {
             let (Some(Some(id)), Some(sd)) = (parsed.get(i), signed.get(i)) else {
                 return false;
             };
@@ -118,7 +118,7 @@ pub fn valid_identities(signed: &[SignedData], msps: &MspManager) -> Vec<Identit
             }
         });
         let mut next = Vec::new();
-        for ((&g, &i), good) in pending.iter().zip(&candidates).zip(ok) {
+        for (&(g, i), good) in candidates.iter().zip(ok) {
             if good {
                 kept.push(i);
                 continue;

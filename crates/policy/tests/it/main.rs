@@ -1,5 +1,6 @@
 //! Integration tests of twill-policy.
 
+mod datafile;
 mod eval;
 mod fixture;
 mod manager;
