@@ -516,9 +516,8 @@ pub fn validate_update(
                 // A new element is authorised through its parent group, whose
                 // membership change bumps its version.
                 let parent = w.path[..w.path.len() - 1].join("/");
-                let parent_is_new = existing
-                    .get(&key("Group", &w.path[..w.path.len() - 1]))
-                    .is_none();
+                let parent_is_new =
+                    !existing.contains_key(&key("Group", &w.path[..w.path.len() - 1]));
                 if !parent_is_new && !bumped.contains(&parent) {
                     return Err(ConfigtxError::BadVersion {
                         path: k.to_string(),

@@ -1,6 +1,8 @@
 //! Integration tests of twill-configtx against material made by
 //! twill-cryptogen from the test network's own config files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::new_without_default)]
+
 mod genesis;
 mod update;
 
