@@ -17,7 +17,16 @@ mod policy;
 
 /// Twill — a permissioned ledger that speaks Hyperledger Fabric's protocols.
 #[derive(Debug, Parser)]
-#[command(name = "twill", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "twill",
+    version,
+    propagate_version = true,
+    after_help = "Example: make the test network's crypto material and the genesis block of mychannel\n  \
+twill cryptogen generate --config network-configs/test-network/crypto-config.yaml \\\n      \
+--output network-configs/test-network/organizations\n  \
+twill configtxgen --config network-configs/test-network/configtx.yaml \\\n      \
+--profile TwoOrgsApplicationGenesis --channel-id mychannel --output-block mychannel.block"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +35,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate keys and certificates for orgs, nodes and users (Fabric's cryptogen layout).
+    ///
+    /// Example:
+    ///   twill cryptogen generate --config network-configs/test-network/crypto-config.yaml \
+    ///       --output network-configs/test-network/organizations
+    #[command(verbatim_doc_comment)]
     Cryptogen(cryptogen::CryptogenArgs),
     /// Build a channel genesis block from a configtx.yaml profile, or inspect a block.
     ///
@@ -39,6 +53,10 @@ enum Command {
     #[command(verbatim_doc_comment)]
     Configtxgen(configtxgen::ConfigtxgenArgs),
     /// Work with endorsement / signature policy expressions.
+    ///
+    /// Example:
+    ///   twill policy check "OutOf(2, 'Org1MSP.peer', 'Org2MSP.peer', 'Org3MSP.peer')"
+    #[command(verbatim_doc_comment)]
     Policy(policy::PolicyArgs),
 }
 

@@ -237,6 +237,9 @@ fn inspect_rejects_a_file_that_is_not_a_block() {
 #[test]
 fn help_texts_carry_examples() {
     for args in [
+        vec!["--help"],
+        vec!["cryptogen", "--help"],
+        vec!["policy", "--help"],
         vec!["cryptogen", "generate", "--help"],
         vec!["configtxgen", "--help"],
         vec!["policy", "check", "--help"],

@@ -1,0 +1,1 @@
+//! twill-comm (being written).

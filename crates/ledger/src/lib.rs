@@ -1,0 +1,1 @@
+//! twill-ledger (being written).
