@@ -190,11 +190,16 @@ impl Ctx<'_> {
                 .groups
                 .insert(keys::APPLICATION_GROUP.into(), sub.application_group(app)?);
         }
-        if profile.orderer.is_none() && profile.application.is_none() {
-            return Err(self.err(
-                "Orderer",
-                "a channel profile needs an Orderer and an Application section",
-            ));
+        for (missing, section) in [
+            (profile.orderer.is_none(), "Orderer"),
+            (profile.application.is_none(), "Application"),
+        ] {
+            if missing {
+                return Err(self.err(
+                    section,
+                    "missing (a channel profile needs an Orderer and an Application section)",
+                ));
+            }
         }
         group.mod_policy = keys::ADMINS.into();
         Ok(group)
@@ -237,13 +242,17 @@ impl Ctx<'_> {
             },
             keys::ADMINS,
         );
-        crate::duration::parse_duration(&orderer.batch_timeout)
+        let timeout = crate::duration::parse_duration(&orderer.batch_timeout)
             .map_err(|reason| self.err("BatchTimeout", reason))?;
+        if timeout.is_zero() {
+            return Err(self.err("BatchTimeout", "must be greater than 0"));
+        }
         add_value(
             &mut group,
             keys::BATCH_TIMEOUT,
             BatchTimeout {
-                timeout: orderer.batch_timeout.clone(),
+                // Stored as Go prints durations, as Fabric's configtxgen does.
+                timeout: crate::duration::format_go_duration(timeout),
             },
             keys::ADMINS,
         );
@@ -301,6 +310,15 @@ impl Ctx<'_> {
         }
         let mut consenters = Vec::with_capacity(raft.consenters.len());
         for (i, c) in raft.consenters.iter().enumerate() {
+            if c.host.trim().is_empty() {
+                return Err(self.err(&format!("EtcdRaft.Consenters[{i}].Host"), "is empty"));
+            }
+            if c.port == 0 || c.port > u32::from(u16::MAX) {
+                return Err(self.err(
+                    &format!("EtcdRaft.Consenters[{i}].Port"),
+                    format!("{} is not a valid port", c.port),
+                ));
+            }
             let read = |p: &Path, name: &str| -> Result<Vec<u8>> {
                 let full = self.cfg.resolve(p);
                 std::fs::read(&full).map_err(|e| {
@@ -317,21 +335,42 @@ impl Ctx<'_> {
                 server_tls_cert: read(&c.server_tls_cert, "ServerTLSCert")?,
             });
         }
+        // As in Fabric, an unset or zero option takes the default.
         let opts = raft.options.clone().unwrap_or_default();
+        let nonzero = |v: Option<u32>, default: u32| v.filter(|x| *x != 0).unwrap_or(default);
         let snapshot = match &opts.snapshot_interval_size {
             Some(size) => size.to_bytes(&self.field("EtcdRaft.Options.SnapshotIntervalSize"))?,
-            None => 16 * 1024 * 1024,
+            None => 0,
         };
-        let tick = opts.tick_interval.unwrap_or_else(|| "500ms".into());
-        crate::duration::parse_duration(&tick)
+        let snapshot = if snapshot == 0 {
+            16 * 1024 * 1024
+        } else {
+            snapshot
+        };
+        let tick_text = opts
+            .tick_interval
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| "500ms".into());
+        let tick = crate::duration::parse_duration(&tick_text)
             .map_err(|reason| self.err("EtcdRaft.Options.TickInterval", reason))?;
+        if tick.is_zero() {
+            return Err(self.err("EtcdRaft.Options.TickInterval", "must be greater than 0"));
+        }
+        let election_tick = nonzero(opts.election_tick, 10);
+        let heartbeat_tick = nonzero(opts.heartbeat_tick, 1);
+        if election_tick <= heartbeat_tick {
+            return Err(self.err(
+                "EtcdRaft.Options.ElectionTick",
+                format!("{election_tick} must be greater than HeartbeatTick {heartbeat_tick}"),
+            ));
+        }
         Ok(etcdraft::ConfigMetadata {
             consenters,
             options: Some(etcdraft::Options {
-                tick_interval: tick,
-                election_tick: opts.election_tick.unwrap_or(10),
-                heartbeat_tick: opts.heartbeat_tick.unwrap_or(1),
-                max_inflight_blocks: opts.max_inflight_blocks.unwrap_or(5),
+                tick_interval: crate::duration::format_go_duration(tick),
+                election_tick,
+                heartbeat_tick,
+                max_inflight_blocks: nonzero(opts.max_inflight_blocks, 5),
                 snapshot_interval_size: snapshot,
             }),
         })
@@ -550,7 +589,9 @@ fn add_capabilities(group: &mut ConfigGroup, caps: &BTreeMap<String, bool>) {
         .filter(|(_, on)| **on)
         .map(|(k, _)| (k.clone(), Capability {}))
         .collect();
-    if !enabled.is_empty() {
+    // Like configtxgen: a listed Capabilities section yields a value even
+    // when every flag in it is off.
+    if !caps.is_empty() {
         add_value(
             group,
             keys::CAPABILITIES,

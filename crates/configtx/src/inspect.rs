@@ -101,6 +101,17 @@ fn metadata_json(slot: usize, bytes: &[u8]) -> Value {
 
 /// Renders an envelope, decoding its payload by header type.
 pub fn envelope_json(env: Envelope) -> Value {
+    envelope_json_at(env, 0)
+}
+
+/// How deep CONFIG envelopes may nest through `last_update` before the rest
+/// is shown raw; keeps a crafted block from exhausting the stack.
+const MAX_ENVELOPE_DEPTH: usize = 4;
+
+fn envelope_json_at(env: Envelope, depth: usize) -> Value {
+    if depth > MAX_ENVELOPE_DEPTH {
+        return json!({ "payload": b64(&env.payload), "signature": b64(&env.signature) });
+    }
     let payload = decoded(&env.payload, |p: Payload| {
         let header = p.header.unwrap_or_default();
         let ch = ChannelHeader::decode(header.channel_header.as_slice()).ok();
@@ -112,7 +123,7 @@ pub fn envelope_json(env: Envelope) -> Value {
                         "sequence": c.config.as_ref().map(|c| c.sequence).unwrap_or(0).to_string(),
                         "channel_group": c.config.and_then(|c| c.channel_group).map(|g| group_json(&g)).unwrap_or(Value::Null),
                     },
-                    "last_update": c.last_update.map(envelope_json).unwrap_or(Value::Null),
+                    "last_update": c.last_update.map(|e| envelope_json_at(e, depth + 1)).unwrap_or(Value::Null),
                 })
             })
         } else if kind == HeaderType::ConfigUpdate as i32 {

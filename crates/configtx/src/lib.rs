@@ -129,6 +129,14 @@ pub enum ConfigtxError {
         /// Current version (absent = element is new and must be 0).
         current: String,
     },
+    /// A written element has a bad name or `mod_policy`, or the result is unusable.
+    #[error("{path}: {reason}")]
+    InvalidElement {
+        /// Config path of the element.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The update changes nothing.
     #[error("config update changes nothing")]
     EmptyUpdate,

@@ -17,7 +17,7 @@ use crate::{ConfigtxError, Result};
 #[derive(Debug, Clone, Deserialize)]
 pub struct ConfigtxFile {
     /// Named channel profiles.
-    #[serde(rename = "Profiles", default)]
+    #[serde(rename = "Profiles", default, deserialize_with = "null_as_default")]
     pub profiles: BTreeMap<String, Profile>,
     /// Anchor-holding sections, accepted and otherwise ignored.
     #[serde(flatten)]
@@ -29,10 +29,10 @@ pub struct ConfigtxFile {
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Channel-level policies (`Readers`, `Writers`, `Admins`).
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, deserialize_with = "null_as_default")]
     pub policies: BTreeMap<String, PolicyDef>,
     /// Channel capabilities, e.g. `V2_0: true`.
-    #[serde(rename = "Capabilities", default)]
+    #[serde(rename = "Capabilities", default, deserialize_with = "null_as_default")]
     pub capabilities: BTreeMap<String, bool>,
     /// Consortium name (system-channel era; kept for compatibility).
     #[serde(rename = "Consortium", default)]
@@ -43,6 +43,9 @@ pub struct Profile {
     /// Application section.
     #[serde(rename = "Application", default)]
     pub application: Option<ApplicationSection>,
+    /// System-channel consortiums (Fabric 1.x/2.x era); accepted, ignored.
+    #[serde(rename = "Consortiums", default)]
+    _consortiums: Option<serde::de::IgnoredAny>,
 }
 
 /// A policy as written in YAML: `Type` is `Signature` or `ImplicitMeta`.
@@ -74,17 +77,24 @@ pub struct Organization {
     #[serde(rename = "MSPType", default)]
     pub msp_type: Option<String>,
     /// The org's policies.
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, deserialize_with = "null_as_default")]
     pub policies: BTreeMap<String, PolicyDef>,
     /// Anchor peers (application orgs).
-    #[serde(rename = "AnchorPeers", default)]
+    #[serde(rename = "AnchorPeers", default, deserialize_with = "null_as_default")]
     pub anchor_peers: Vec<AnchorPeerDef>,
     /// Orderer endpoints (orderer orgs), `host:port`.
-    #[serde(rename = "OrdererEndpoints", default)]
+    #[serde(
+        rename = "OrdererEndpoints",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub orderer_endpoints: Vec<String>,
     /// Leave the org's MSP and policies out (an org defined elsewhere).
     #[serde(rename = "SkipAsForeign", default)]
     pub skip_as_foreign: bool,
+    /// Fabric 1.x admin principal setting; accepted, ignored.
+    #[serde(rename = "AdminPrincipal", default)]
+    _admin_principal: Option<serde::de::IgnoredAny>,
 }
 
 /// An anchor peer address.
@@ -107,7 +117,7 @@ pub struct OrdererSection {
     #[serde(rename = "OrdererType", default = "default_orderer_type")]
     pub orderer_type: String,
     /// Legacy channel-level orderer addresses.
-    #[serde(rename = "Addresses", default)]
+    #[serde(rename = "Addresses", default, deserialize_with = "null_as_default")]
     pub addresses: Vec<String>,
     /// Block cutting timeout, e.g. `2s` or `250ms`.
     #[serde(rename = "BatchTimeout", default = "default_batch_timeout")]
@@ -122,14 +132,27 @@ pub struct OrdererSection {
     #[serde(rename = "EtcdRaft", default)]
     pub etcd_raft: Option<EtcdRaftDef>,
     /// Orderer organisations.
-    #[serde(rename = "Organizations", default)]
+    #[serde(
+        rename = "Organizations",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub organizations: Vec<Organization>,
     /// Orderer group policies (`Readers`, `Writers`, `Admins`, `BlockValidation`).
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, deserialize_with = "null_as_default")]
     pub policies: BTreeMap<String, PolicyDef>,
     /// Orderer capabilities.
-    #[serde(rename = "Capabilities", default)]
+    #[serde(rename = "Capabilities", default, deserialize_with = "null_as_default")]
     pub capabilities: BTreeMap<String, bool>,
+    /// Kafka settings (removed from Fabric 2.x ordering); accepted, ignored.
+    #[serde(rename = "Kafka", default)]
+    _kafka: Option<serde::de::IgnoredAny>,
+    /// BFT settings; accepted, ignored (Twill orders with etcdraft).
+    #[serde(rename = "SmartBFT", default)]
+    _smart_bft: Option<serde::de::IgnoredAny>,
+    /// BFT consenter mapping; accepted, ignored.
+    #[serde(rename = "ConsenterMapping", default)]
+    _consenter_mapping: Option<serde::de::IgnoredAny>,
 }
 
 fn default_orderer_type() -> String {
@@ -225,7 +248,7 @@ fn parse_byte_size(text: &str) -> Option<u64> {
 #[serde(deny_unknown_fields)]
 pub struct EtcdRaftDef {
     /// The Raft consenters.
-    #[serde(rename = "Consenters", default)]
+    #[serde(rename = "Consenters", default, deserialize_with = "null_as_default")]
     pub consenters: Vec<ConsenterDef>,
     /// Raft tuning options.
     #[serde(rename = "Options", default)]
@@ -276,18 +299,32 @@ pub struct EtcdRaftOptionsDef {
 #[serde(deny_unknown_fields)]
 pub struct ApplicationSection {
     /// Member organisations.
-    #[serde(rename = "Organizations", default)]
+    #[serde(
+        rename = "Organizations",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub organizations: Vec<Organization>,
     /// Application policies (`Readers`, `Writers`, `Admins`,
     /// `LifecycleEndorsement`, `Endorsement`).
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, deserialize_with = "null_as_default")]
     pub policies: BTreeMap<String, PolicyDef>,
     /// Application capabilities, e.g. `V2_5: true`.
-    #[serde(rename = "Capabilities", default)]
+    #[serde(rename = "Capabilities", default, deserialize_with = "null_as_default")]
     pub capabilities: BTreeMap<String, bool>,
     /// API name → policy path.
-    #[serde(rename = "ACLs", default)]
+    #[serde(rename = "ACLs", default, deserialize_with = "null_as_default")]
     pub acls: BTreeMap<String, String>,
+}
+
+/// Reads a list or map field, taking an explicit YAML null (`Organizations:`
+/// with nothing after it, as Fabric's sample files write) as empty.
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A loaded `configtx.yaml`: the parsed file plus where it lives, since
@@ -363,6 +400,15 @@ mod tests {
         assert_eq!(parse_byte_size("1024"), Some(1024));
         assert_eq!(parse_byte_size("3 parsecs"), None);
         assert!(ByteSize::Text("5000 GB".into()).to_bytes("X").is_err());
+    }
+
+    #[test]
+    fn fabric_only_keys_and_null_lists_are_accepted() {
+        let yaml = "Profiles:\n  P:\n    Consortiums: {}\n    Orderer:\n      OrdererType: etcdraft\n      Kafka:\n        Brokers: [a:9092]\n      Addresses:\n      Organizations:\n    Application:\n      Organizations:\n      ACLs:\n";
+        let f: ConfigtxFile = parse_yaml(Path::new("c.yaml"), yaml).unwrap();
+        let p = &f.profiles["P"];
+        assert!(p.orderer.as_ref().unwrap().organizations.is_empty());
+        assert!(p.application.as_ref().unwrap().acls.is_empty());
     }
 
     #[test]

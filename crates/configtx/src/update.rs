@@ -451,8 +451,8 @@ pub fn validate_update(
     flatten(root, vec![ROOT_GROUP.to_string()], &mut existing);
 
     // 1. Everything read must still be at the version read.
+    let mut read = FlatMap::new();
     if let Some(read_set) = &update.read_set {
-        let mut read = FlatMap::new();
         flatten(read_set, vec![ROOT_GROUP.to_string()], &mut read);
         for (k, r) in &read {
             let cur = existing
@@ -468,7 +468,9 @@ pub fn validate_update(
         }
     }
 
-    // 2. Work out what changes, checking versions.
+    // 2. What changes: written elements not read at the same version. Each
+    //    must carry a valid name and mod_policy, and advance its version by
+    //    exactly one (or start at 0 when new).
     let write_set = update
         .write_set
         .as_ref()
@@ -477,18 +479,33 @@ pub fn validate_update(
     flatten(write_set, vec![ROOT_GROUP.to_string()], &mut written);
     let mut delta: Vec<(&String, &Flat)> = Vec::new();
     for (k, w) in &written {
-        match existing.get(k) {
-            None => {
-                if w.item.version() != 0 {
-                    return Err(ConfigtxError::BadVersion {
-                        path: k.clone(),
-                        attempted: w.item.version(),
-                        current: "none (new elements start at 0)".into(),
-                    });
-                }
-                delta.push((k, w));
+        if read
+            .get(k)
+            .is_some_and(|r| r.item.version() == w.item.version())
+        {
+            continue;
+        }
+        for name in &w.path {
+            validate_config_id(name).map_err(|reason| ConfigtxError::InvalidElement {
+                path: k.clone(),
+                reason,
+            })?;
+        }
+        validate_mod_policy(w.item.mod_policy()).map_err(|reason| {
+            ConfigtxError::InvalidElement {
+                path: k.clone(),
+                reason,
             }
-            Some(cur) if cur.item.version() == w.item.version() => {}
+        })?;
+        match existing.get(k) {
+            None if w.item.version() == 0 => delta.push((k, w)),
+            None => {
+                return Err(ConfigtxError::BadVersion {
+                    path: k.clone(),
+                    attempted: w.item.version(),
+                    current: "none (new elements start at 0)".into(),
+                })
+            }
             Some(cur) if w.item.version() == cur.item.version() + 1 => delta.push((k, w)),
             Some(cur) => {
                 return Err(ConfigtxError::BadVersion {
@@ -542,10 +559,50 @@ pub fn validate_update(
         next.insert(k.clone(), w.clone());
     }
     let group = rebuild(&next, &[ROOT_GROUP.to_string()])?;
-    Ok(Config {
+    let config = Config {
         sequence: current.config.sequence + 1,
         channel_group: Some(group),
-    })
+    };
+    // The result must itself be a usable channel config (MSPs, policies,
+    // orderer values), or no node could act on it.
+    ChannelConfig::from_config(&config).map_err(|e| ConfigtxError::InvalidElement {
+        path: "/Channel".into(),
+        reason: format!("the updated config is not usable: {e}"),
+    })?;
+    Ok(config)
+}
+
+/// Fabric's rule for config element names: 1–249 characters of
+/// `[A-Za-z0-9._-]`, and not `.` or `..`.
+pub fn validate_config_id(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!("name '{name}' must be 1 to 249 characters long"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("name '{name}' is not allowed"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "name '{name}' contains '{c}' (allowed: letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// A `mod_policy` must be non-empty and name a policy path whose parts are
+/// valid element names (a leading `/` makes it absolute).
+pub fn validate_mod_policy(mod_policy: &str) -> std::result::Result<(), String> {
+    if mod_policy.is_empty() {
+        return Err("mod_policy is empty".into());
+    }
+    let rel = mod_policy.strip_prefix('/').unwrap_or(mod_policy);
+    for part in rel.split('/') {
+        validate_config_id(part).map_err(|e| format!("mod_policy '{mod_policy}': {e}"))?;
+    }
+    Ok(())
 }
 
 fn authorize(

@@ -17,6 +17,7 @@
 //! | [`lifecycle`] | `lifecycle` | `_lifecycle` arguments and results |
 //! | [`gateway`] | `gateway` | the Fabric Gateway service |
 //! | [`google::rpc`] | `google.rpc` | rich gRPC error status |
+//! | [`twill::cluster`] | `twill.cluster` | Twill's orderer-to-orderer service (ours) |
 //!
 //! Every map field is a `BTreeMap`, so encoding is deterministic: the same
 //! config always serialises to the same bytes on every node.
@@ -86,6 +87,14 @@ pub mod lifecycle {
 /// Fabric package `gateway`.
 pub mod gateway {
     include!(concat!(env!("OUT_DIR"), "/gateway.rs"));
+}
+
+/// Twill's own services (not part of Fabric).
+pub mod twill {
+    /// Package `twill.cluster`: orderer-to-orderer traffic.
+    pub mod cluster {
+        include!(concat!(env!("OUT_DIR"), "/twill.cluster.rs"));
+    }
 }
 
 /// Google's rich error model, used for gateway error details.

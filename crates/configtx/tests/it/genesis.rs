@@ -187,3 +187,30 @@ fn bad_channel_id_is_refused() {
             .unwrap_err();
     assert!(matches!(err, ConfigtxError::InvalidChannelId { .. }));
 }
+
+#[test]
+fn profile_without_application_is_refused() {
+    let net = Net::new();
+    let path = net.configtx_path();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("  OrdererOnly:\n    <<: *ChannelDefaults\n    Orderer:\n      <<: *OrdererDefaults\n      Organizations:\n        - *OrdererOrg\n");
+    std::fs::write(&path, text).unwrap();
+    let err = genesis_block_from_profile(&net.configtx(), "OrdererOnly", "mychannel").unwrap_err();
+    assert!(err.to_string().contains("OrdererOnly.Application"), "{err}");
+}
+
+#[test]
+fn raft_options_are_checked() {
+    let net = Net::new();
+    let path = net.configtx_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("ElectionTick: 10", "ElectionTick: 1");
+    std::fs::write(&path, text).unwrap();
+    let err = genesis_block_from_profile(&net.configtx(), "TwoOrgsApplicationGenesis", "mychannel")
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("EtcdRaft.Options.ElectionTick"),
+        "{err}"
+    );
+}

@@ -233,3 +233,67 @@ fn no_change_is_an_empty_update() {
         ConfigtxError::EmptyUpdate
     ));
 }
+
+#[test]
+fn bad_names_and_mod_policies_are_refused() {
+    let net = Net::new();
+    let current = genesis_config(&net);
+    let org1 = net.signer("org1.example.com", "Org1MSP", "Admin");
+    let org2 = net.signer("org2.example.com", "Org2MSP", "Admin");
+
+    // A name with '/' could alias another element's path.
+    let mut desired = current.config.clone();
+    let app = desired
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Application")
+        .unwrap();
+    let msp = app.groups["Org1MSP"].values["MSP"].clone();
+    app.values.insert("Org1MSP/MSP".into(), msp);
+    let update = compute_update("mychannel", &current.config, &desired).unwrap();
+    let err =
+        validate_update(&current, "mychannel", &signed(&update, &[&org1, &org2])).unwrap_err();
+    assert!(matches!(err, ConfigtxError::InvalidElement { .. }), "{err}");
+    assert!(err.to_string().contains("contains '/'"), "{err}");
+
+    // An empty mod_policy would lock the element forever.
+    let mut desired = current.config.clone();
+    desired
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Application")
+        .unwrap()
+        .mod_policy = String::new();
+    let update = compute_update("mychannel", &current.config, &desired).unwrap();
+    let err =
+        validate_update(&current, "mychannel", &signed(&update, &[&org1, &org2])).unwrap_err();
+    assert!(err.to_string().contains("mod_policy is empty"), "{err}");
+}
+
+#[test]
+fn unread_write_at_current_version_is_refused() {
+    // Fabric: writing an element at its current version without reading it
+    // is an attempt to set it to a version it already has.
+    let net = Net::new();
+    let current = genesis_config(&net);
+    let desired = with_org3(&net, &current.config);
+    let mut update = compute_update("mychannel", &current.config, &desired).unwrap();
+    let app_read = update
+        .read_set
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Application")
+        .unwrap();
+    app_read.values.clear();
+    app_read.policies.clear();
+    let org1 = net.signer("org1.example.com", "Org1MSP", "Admin");
+    let org2 = net.signer("org2.example.com", "Org2MSP", "Admin");
+    let err =
+        validate_update(&current, "mychannel", &signed(&update, &[&org1, &org2])).unwrap_err();
+    assert!(matches!(err, ConfigtxError::BadVersion { .. }), "{err}");
+}
