@@ -214,5 +214,5 @@ pub fn msp_manager_from_group(root: &ConfigGroup) -> Result<MspManager> {
             }
         }
     }
-    Ok(MspManager::new(msps))
+    Ok(MspManager::try_new(msps)?)
 }

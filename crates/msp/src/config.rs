@@ -13,7 +13,7 @@
 //! | `config.yaml` | OU identifiers and NodeOUs |
 
 use crate::error::{MspError, Result};
-use crate::identity::CERTIFICATE_LABEL;
+use crate::identity::first_pem_block;
 use crate::msp::FABRIC_MSP_TYPE;
 use prost::Message;
 use serde::Deserialize;
@@ -77,12 +77,16 @@ struct NodeOusEntry {
 ///
 /// Reads `cacerts/` (required and non-empty), `intermediatecerts/`,
 /// `admincerts/`, `crls/`, `tlscacerts/`, `tlsintermediatecerts/` and
-/// `config.yaml` (all optional). Files are taken in name order; a file with
-/// one PEM block is kept byte for byte, a file with several is split into one
-/// entry per block, and files without a block of the expected kind are
-/// skipped. Certificate paths in `config.yaml` are relative to `dir` and
-/// must exist. No signing identity is included; `crypto_config` is
-/// `{SHA2, SHA256}`.
+/// `config.yaml` (all optional). As Fabric does, files are taken in name
+/// order and each file holding PEM becomes one entry, kept byte for byte;
+/// files without PEM are skipped. A file holding several blocks is not split:
+/// the MSP uses only its first block, as Fabric does, so a `cacerts/` file
+/// bundling a root and an intermediate adds the root only. Certificate paths
+/// in `config.yaml` are relative to `dir` and must exist; every entry of
+/// `OrganizationalUnitIdentifiers` must name one (NodeOU entries may omit
+/// it). As Fabric's config builder, `NodeOUs` is only kept when `Enable` is
+/// true, and only its role entries with a non-empty OU. No signing identity
+/// is included; `crypto_config` is `{SHA2, SHA256}`.
 pub fn load_fabric_msp_config(dir: &Path, mspid: &str) -> Result<FabricMspConfig> {
     let meta = std::fs::metadata(dir).map_err(|e| MspError::io(dir, e))?;
     if !meta.is_dir() {
@@ -91,7 +95,7 @@ pub fn load_fabric_msp_config(dir: &Path, mspid: &str) -> Result<FabricMspConfig
         });
     }
     let cacerts = dir.join(CACERTS_DIR);
-    let root_certs = read_pem_dir(&cacerts, CERTIFICATE_LABEL, true)?;
+    let root_certs = read_pem_dir(&cacerts, true)?;
     if root_certs.is_empty() {
         return Err(MspError::NoCertificateIn { path: cacerts });
     }
@@ -99,25 +103,17 @@ pub fn load_fabric_msp_config(dir: &Path, mspid: &str) -> Result<FabricMspConfig
     let mut cfg = FabricMspConfig {
         name: mspid.to_owned(),
         root_certs,
-        intermediate_certs: read_pem_dir(
-            &dir.join(INTERMEDIATECERTS_DIR),
-            CERTIFICATE_LABEL,
-            false,
-        )?,
-        admins: read_pem_dir(&dir.join(ADMINCERTS_DIR), CERTIFICATE_LABEL, false)?,
-        revocation_list: read_pem_dir(&dir.join(CRLS_DIR), "X509 CRL", false)?,
+        intermediate_certs: read_pem_dir(&dir.join(INTERMEDIATECERTS_DIR), false)?,
+        admins: read_pem_dir(&dir.join(ADMINCERTS_DIR), false)?,
+        revocation_list: read_pem_dir(&dir.join(CRLS_DIR), false)?,
         signing_identity: None,
         organizational_unit_identifiers: Vec::new(),
         crypto_config: Some(FabricCryptoConfig {
             signature_hash_family: "SHA2".to_owned(),
             identity_identifier_hash_function: "SHA256".to_owned(),
         }),
-        tls_root_certs: read_pem_dir(&dir.join(TLSCACERTS_DIR), CERTIFICATE_LABEL, false)?,
-        tls_intermediate_certs: read_pem_dir(
-            &dir.join(TLSINTERMEDIATECERTS_DIR),
-            CERTIFICATE_LABEL,
-            false,
-        )?,
+        tls_root_certs: read_pem_dir(&dir.join(TLSCACERTS_DIR), false)?,
+        tls_intermediate_certs: read_pem_dir(&dir.join(TLSINTERMEDIATECERTS_DIR), false)?,
         fabric_node_ous: None,
     };
 
@@ -125,15 +121,32 @@ pub fn load_fabric_msp_config(dir: &Path, mspid: &str) -> Result<FabricMspConfig
     if config_path.is_file() {
         let file = read_config_file(&config_path)?;
         for entry in file.organizational_unit_identifiers.unwrap_or_default() {
+            let ou = entry
+                .organizational_unit_identifier
+                .clone()
+                .unwrap_or_default();
+            if entry.certificate.as_deref().is_none_or(str::is_empty) {
+                return Err(MspError::OuIdentifierWithoutCertificate { ou });
+            }
             cfg.organizational_unit_identifiers
                 .push(ou_identifier(dir, &entry)?);
         }
-        if let Some(node_ous) = file.node_ous {
+        // As Fabric's config builder: NodeOUs only when enabled, and only the
+        // role entries that name an OU.
+        if let Some(node_ous) = file.node_ous.filter(|n| n.enable) {
             let load = |entry: &Option<OuIdentifierEntry>| -> Result<Option<FabricOuIdentifier>> {
-                entry.as_ref().map(|e| ou_identifier(dir, e)).transpose()
+                entry
+                    .as_ref()
+                    .filter(|e| {
+                        e.organizational_unit_identifier
+                            .as_deref()
+                            .is_some_and(|ou| !ou.is_empty())
+                    })
+                    .map(|e| ou_identifier(dir, e))
+                    .transpose()
             };
             cfg.fabric_node_ous = Some(FabricNodeOUs {
-                enable: node_ous.enable,
+                enable: true,
                 client_ou_identifier: load(&node_ous.client)?,
                 peer_ou_identifier: load(&node_ous.peer)?,
                 admin_ou_identifier: load(&node_ous.admin)?,
@@ -202,31 +215,18 @@ pub(crate) fn sorted_files(dir: &Path, required: bool) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The PEM entries (blocks labelled `label`) of the files in `dir`.
-fn read_pem_dir(dir: &Path, label: &str, required: bool) -> Result<Vec<Vec<u8>>> {
+/// The files of `dir` that hold PEM, each kept whole as one entry.
+///
+/// As Fabric's `getPemMaterialFromDir`: a file is taken, byte for byte, when
+/// it holds a PEM block of any kind; other files are skipped. Whoever uses an
+/// entry looks at its first block only, so a bundle file counts as its first
+/// certificate (or CRL) and is not split.
+fn read_pem_dir(dir: &Path, required: bool) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for path in sorted_files(dir, required)? {
         let bytes = std::fs::read(&path).map_err(|e| MspError::io(&path, e))?;
-        let Ok(text) = std::str::from_utf8(&bytes) else {
-            continue;
-        };
-        let Ok(blocks) = twill_crypto::pem::parse_pem_blocks(text) else {
-            continue;
-        };
-        let total = blocks.len();
-        let matching: Vec<Vec<u8>> = blocks
-            .into_iter()
-            .filter(|(l, _)| l == label)
-            .map(|(_, der)| der)
-            .collect();
-        if total == 1 && matching.len() == 1 {
+        if matches!(first_pem_block(&bytes), Ok(Some(_))) {
             out.push(bytes);
-        } else {
-            out.extend(
-                matching
-                    .iter()
-                    .map(|der| twill_crypto::pem::encode_pem(label, der).into_bytes()),
-            );
         }
     }
     Ok(out)

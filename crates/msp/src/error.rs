@@ -77,10 +77,12 @@ pub enum MspError {
         /// What was being read.
         what: &'static str,
     },
-    /// PEM holds no `CERTIFICATE` block.
-    #[error("no CERTIFICATE block in PEM (labels found: {labels:?})")]
+    /// Bytes expected to hold a PEM certificate hold no PEM block at all.
+    /// (Only the first block of such bytes is ever used, whatever its label.)
+    #[error("no PEM block where a certificate was expected (labels found: {labels:?})")]
     NoCertificate {
-        /// Labels of the blocks that were present.
+        /// Labels of the blocks that were present (always empty now that only
+        /// the first block is looked at; kept for compatibility).
         labels: Vec<String>,
     },
     /// The DER of a certificate or CRL could not be parsed.
@@ -145,6 +147,48 @@ pub enum MspError {
     OuCertificateNotCa {
         /// The OU identifier it was configured for.
         ou: String,
+    },
+    /// An entry of `OrganizationalUnitIdentifiers` has no certificate. Fabric
+    /// requires one there (NodeOU identifiers may omit it).
+    #[error("organizational unit identifier {ou:?} has no certificate")]
+    OuIdentifierWithoutCertificate {
+        /// The OU identifier.
+        ou: String,
+    },
+    /// The MSP lists no admin certificate and has no admin NodeOU in force, so
+    /// nobody could ever satisfy its ADMIN role (Fabric rejects this setup).
+    #[error("MSP {mspid:?} declares no administrators and no admin OU classification")]
+    NoAdmins {
+        /// The MSP id.
+        mspid: String,
+    },
+    /// With NodeOUs off, every listed admin certificate must be a valid
+    /// identity of the MSP (validity periods aside).
+    #[error("admin certificate {index} is not a valid identity of the MSP: {source}")]
+    InvalidAdmin {
+        /// Position of the certificate in `admins`.
+        index: usize,
+        /// Why it is not valid.
+        #[source]
+        source: Box<MspError>,
+    },
+    /// With NodeOUs on, every listed admin certificate must carry the client
+    /// or the admin OU.
+    #[error(
+        "admin certificate {index} carries neither the client nor the admin OU (OUs: {ous:?})"
+    )]
+    AdminWithoutRoleOu {
+        /// Position of the certificate in `admins`.
+        index: usize,
+        /// The certificate's OUs.
+        ous: Vec<String>,
+    },
+    /// Two MSPs with the same id but different configurations were given to
+    /// [`crate::MspManager::try_new`].
+    #[error("MSP {mspid:?} is defined twice with different configurations")]
+    DuplicateMsp {
+        /// The MSP id.
+        mspid: String,
     },
     /// The crypto config asks for hash functions this implementation does not provide.
     #[error(
@@ -302,6 +346,11 @@ impl MspError {
             MspError::NotCaCertificate { .. } => "MSP_NOT_CA",
             MspError::IntermediateNotChained { .. } => "MSP_INTERMEDIATE_NOT_CHAINED",
             MspError::OuCertificateNotCa { .. } => "MSP_OU_CERT_NOT_CA",
+            MspError::OuIdentifierWithoutCertificate { .. } => "MSP_OU_IDENTIFIER_WITHOUT_CERT",
+            MspError::NoAdmins { .. } => "MSP_NO_ADMINS",
+            MspError::InvalidAdmin { .. } => "MSP_INVALID_ADMIN",
+            MspError::AdminWithoutRoleOu { .. } => "MSP_ADMIN_WITHOUT_ROLE_OU",
+            MspError::DuplicateMsp { .. } => "MSP_DUPLICATE_ID",
             MspError::UnsupportedCryptoConfig { .. } => "MSP_UNSUPPORTED_CRYPTO_CONFIG",
             MspError::CaCertAsIdentity { .. } => "MSP_CA_AS_IDENTITY",
             MspError::UntrustedChain { .. } => "MSP_UNTRUSTED_CHAIN",

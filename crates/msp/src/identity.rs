@@ -36,7 +36,10 @@ struct Inner {
 }
 
 impl Identity {
-    /// Parses the first `CERTIFICATE` block of `pem` as the identity of MSP `mspid`.
+    /// Parses the first PEM block of `pem` as the identity of MSP `mspid`.
+    ///
+    /// As in Fabric, only the first block counts and its label is not
+    /// checked: its contents must be a DER certificate.
     ///
     /// The certificate's key must be an ECDSA P-256 key (the only identity
     /// key type Twill signs and verifies with). `pem` is kept verbatim as the
@@ -55,15 +58,7 @@ impl Identity {
     fn from_parts(mspid: &str, pem: Vec<u8>, der: Vec<u8>) -> Result<Identity> {
         let cert = parse_certificate(&der)?;
         let public_key = VerifyingKey::from_spki_der(cert.public_key().raw)?;
-        let ous = cert
-            .subject()
-            .iter_organizational_unit()
-            .map(|attr| attr.as_str().map(str::to_owned))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| MspError::InvalidDer {
-                what: "certificate",
-                reason: format!("organizational unit is not a string: {e}"),
-            })?;
+        let ous = certificate_ous(&cert)?;
         let common_name = cert
             .subject()
             .iter_common_name()
@@ -155,11 +150,6 @@ impl Identity {
     pub fn verify(&self, msg: &[u8], sig: &[u8]) -> Result<()> {
         twill_crypto::verify(&self.inner.public_key, msg, sig).map_err(MspError::Signature)
     }
-
-    /// SHA-256 of the certificate DER; the key of the MSP validation cache.
-    pub(crate) fn der_hash(&self) -> [u8; 32] {
-        twill_crypto::sha256(&self.inner.der)
-    }
 }
 
 impl PartialEq for Identity {
@@ -202,37 +192,62 @@ pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>> {
     Ok(cert)
 }
 
-/// The DER of every block labelled `label` in a PEM document.
-pub(crate) fn pem_blocks(pem: &[u8], label: &str, what: &'static str) -> Result<Vec<Vec<u8>>> {
-    let text = std::str::from_utf8(pem).map_err(|_| MspError::NotPem { what })?;
+/// The first PEM block of `bytes`, as `(label, der)`, or `None` if there is
+/// no block at all.
+///
+/// Like Go's `pem.Decode`, which Fabric uses everywhere it reads a PEM
+/// certificate or CRL: text before the block is skipped, whatever follows
+/// the block (further blocks included, well-formed or not) is ignored, and
+/// bytes that are not UTF-8 outside the block do not matter. A first block
+/// that is started but malformed is an error.
+pub(crate) fn first_pem_block(bytes: &[u8]) -> Result<Option<(String, Vec<u8>)>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut start = None;
+    let mut end = text.len();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        match start {
+            None if trimmed.starts_with("-----BEGIN ") && trimmed.ends_with("-----") => {
+                start = Some(offset);
+            }
+            Some(_) if trimmed.starts_with("-----END ") => {
+                end = offset + line.len();
+                break;
+            }
+            _ => {}
+        }
+        offset += line.len();
+    }
+    let Some(start) = start else {
+        return Ok(None);
+    };
+    let text = text.get(start..end).unwrap_or_default();
     Ok(twill_crypto::pem::parse_pem_blocks(text)?
         .into_iter()
-        .filter(|(l, _)| l == label)
-        .map(|(_, der)| der)
-        .collect())
+        .next())
 }
 
-/// Every certificate (as DER) in a PEM document; at least one is required.
-pub(crate) fn certificates_der(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let text = std::str::from_utf8(pem).map_err(|_| MspError::NotPem {
-        what: "certificate",
-    })?;
-    let blocks = twill_crypto::pem::parse_pem_blocks(text)?;
-    let labels: Vec<String> = blocks.iter().map(|(l, _)| l.clone()).collect();
-    let certs: Vec<Vec<u8>> = blocks
-        .into_iter()
-        .filter(|(l, _)| l == CERTIFICATE_LABEL)
-        .map(|(_, der)| der)
-        .collect();
-    if certs.is_empty() {
-        return Err(MspError::NoCertificate { labels });
-    }
-    Ok(certs)
-}
-
-/// The first certificate (as DER) in a PEM document.
+/// The certificate (as DER) in the first PEM block of `pem`.
+///
+/// As Fabric's `getCertFromPem`: only the first block counts, and its label
+/// is not looked at; its contents must parse as a certificate (checked by
+/// the caller). No block at all is [`MspError::NoCertificate`].
 pub(crate) fn first_certificate_der(pem: &[u8]) -> Result<Vec<u8>> {
-    let mut certs = certificates_der(pem)?;
-    // certificates_der never returns an empty list.
-    Ok(certs.swap_remove(0))
+    match first_pem_block(pem)? {
+        Some((_, der)) => Ok(der),
+        None => Err(MspError::NoCertificate { labels: Vec::new() }),
+    }
+}
+
+/// The subject's organizational units (OU attributes), in certificate order.
+pub(crate) fn certificate_ous(cert: &X509Certificate<'_>) -> Result<Vec<String>> {
+    cert.subject()
+        .iter_organizational_unit()
+        .map(|attr| attr.as_str().map(str::to_owned))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| MspError::InvalidDer {
+            what: "certificate",
+            reason: format!("organizational unit is not a string: {e}"),
+        })
 }

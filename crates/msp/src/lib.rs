@@ -9,8 +9,8 @@
 //!   `SerializedIdentity` wire form and the one signature-check seam,
 //!   [`Identity::verify`];
 //! * [`Msp`]: builds from a `FabricMSPConfig`, validates identities (chain,
-//!   validity period, CRLs, OU and NodeOU rules), tells their
-//!   [`NodeRole`] and checks them against `MSPPrincipal`s;
+//!   CRLs, OU and NodeOU rules; validity periods only where asked), tells
+//!   their [`NodeRole`] and checks them against `MSPPrincipal`s;
 //! * [`MspManager`]: the MSPs of a channel, by id;
 //! * [`SigningIdentity`]: a local identity with its key, loaded from a Fabric
 //!   `msp/` folder;
@@ -22,27 +22,50 @@
 //! inside each [`Msp`], so call it from a blocking context when checking many
 //! identities.
 //!
+//! # Time
+//!
+//! Whether an identity satisfies a principal, and so every policy outcome,
+//! never depends on the current time, as in Fabric:
+//! [`Msp::validate_ignoring_time`] (used by [`Msp::satisfies_principal`])
+//! checks the certificate chain as of the identity's `not_before` plus one
+//! second, the time Fabric verifies chains at, so re-validating an old block
+//! after its signer's certificate expired gives the same answer. Expiry is
+//! checked only where transactions come in, with [`Msp::validate`] /
+//! [`Msp::validate_at`] (endorsement, broadcast).
+//!
 //! # Where this differs from Fabric
 //!
-//! * [`Msp::validate`] checks every certificate's validity period (Fabric's
-//!   MSP leaves expiry to its callers); [`Msp::validate_at`] takes the time
-//!   to check at.
+//! * [`Msp::validate`] / [`Msp::validate_at`] check every certificate of the
+//!   chain against the given time; Fabric's ingress expiry check looks at the
+//!   identity's own `not_after` only.
 //! * A CRL revokes a certificate when its issuer's signature on the CRL
 //!   verifies (Fabric matches the CRL's authority key id to the issuer's
 //!   subject key id, then checks the signature); CRLs signed by no CA of the
 //!   MSP are ignored.
-//! * An ORGANIZATION_UNIT principal with an empty `certifiers_identifier`
-//!   matches the OU under any chain of the MSP; Fabric requires the
-//!   identifier to match.
-//! * A certificate listed in `admins` satisfies ADMIN without the NodeOU rules
-//!   but still needs a trusted chain, no revocation and a current validity
-//!   period.
+//! * Chains are built by issuer name and signature and then checked against
+//!   the issuance time; Go's verifier also weighs key usages, name
+//!   constraints and alternative parents valid at that time.
 //! * Certificates are used exactly as given. Fabric rewrites ECDSA signatures
 //!   inside certificates to low-S in places, so hashes over a certificate
 //!   whose signature is high-S (certifiers identifiers) may differ from
 //!   Fabric's.
 //! * Identity keys must be ECDSA P-256; CA certificates may use any algorithm
 //!   `ring` verifies.
+//! * TLS root and intermediate certificates are carried in the configuration
+//!   but not checked when an [`Msp`] is built (Fabric requires them to be
+//!   CA certificates that chain), and CA certificates need no subject key
+//!   identifier extension (Fabric requires one).
+//! * An ANONYMITY NOMINAL principal needs a valid identity (Fabric accepts
+//!   any identity), and COMBINED principals nested more than eight deep are
+//!   rejected as malformed (Fabric has no limit).
+//!
+//! As in Fabric, only the first PEM block of a certificate entry
+//! (`root_certs`, `intermediate_certs`, `admins`, OU certificates,
+//! `id_bytes`) is used, and [`load_fabric_msp_config`] keeps each file whole
+//! as one entry; an ORGANIZATION_UNIT principal with an empty
+//! `certifiers_identifier` matches nothing; listed admin certificates are
+//! checked once, when the [`Msp`] is built (valid identities with NodeOUs
+//! off, carrying the client or admin OU with NodeOUs on).
 //!
 //! # Example
 //!
@@ -56,12 +79,13 @@
 //! # fn main() -> twill_msp::Result<()> {
 //! let dir = Path::new("organizations/peerOrganizations/org1.example.com/peers/peer0/msp");
 //! let msp = Msp::from_config(&load_fabric_msp_config(dir, "Org1MSP")?)?;
-//! let manager = MspManager::new([msp]);
+//! let manager = MspManager::try_new([msp])?;
 //!
 //! let me = SigningIdentity::from_msp_dir(dir, "Org1MSP")?;
 //! let sig = me.sign(b"proposal bytes")?;
 //!
-//! // What a receiver does with the creator bytes and signature:
+//! // What a receiver does with the creator bytes and signature: expiry is
+//! // checked on the way in, the principal check does not depend on time.
 //! let creator = manager.deserialize_identity(&me.serialize())?;
 //! manager.validate(&creator)?;
 //! creator.verify(b"proposal bytes", &sig)?;
@@ -90,5 +114,7 @@ pub use error::{MspError, Result, Unsatisfied};
 pub use identity::{deserialize_serialized_identity, Identity};
 pub use manager::MspManager;
 pub use msp::{Msp, NodeRole, FABRIC_MSP_TYPE};
-pub use principal::{identity_principal, ou_principal, role_principal};
+pub use principal::{
+    identity_principal, ou_principal, ou_principal_with_certifiers, role_principal,
+};
 pub use signing::SigningIdentity;

@@ -18,12 +18,39 @@ pub struct MspManager {
 }
 
 impl MspManager {
-    /// A manager over `msps`; a later MSP with the same id replaces an earlier one.
+    /// A manager over `msps`; a later MSP with the same id silently replaces
+    /// an earlier one.
+    ///
+    /// Kept for compatibility. Fabric rejects a channel configuration that
+    /// defines one MSP id twice with different configurations; use
+    /// [`MspManager::try_new`] to do the same.
     pub fn new(msps: impl IntoIterator<Item = Msp>) -> MspManager {
         Self::from_shared(msps.into_iter().map(Arc::new))
     }
 
-    /// A manager over already shared MSPs.
+    /// A manager over `msps`, as Fabric's channel-config MSP handler builds
+    /// it: an MSP whose id was already seen is dropped when its configuration
+    /// equals the first one's, and is [`MspError::DuplicateMsp`] otherwise.
+    pub fn try_new(msps: impl IntoIterator<Item = Msp>) -> Result<MspManager> {
+        let mut map: BTreeMap<String, Arc<Msp>> = BTreeMap::new();
+        for msp in msps {
+            match map.get(msp.id()) {
+                Some(first) if first.config() == msp.config() => {}
+                Some(_) => {
+                    return Err(MspError::DuplicateMsp {
+                        mspid: msp.id().to_owned(),
+                    })
+                }
+                None => {
+                    map.insert(msp.id().to_owned(), Arc::new(msp));
+                }
+            }
+        }
+        Ok(MspManager { msps: map })
+    }
+
+    /// A manager over already shared MSPs; a later MSP with the same id
+    /// silently replaces an earlier one.
     pub fn from_shared(msps: impl IntoIterator<Item = Arc<Msp>>) -> MspManager {
         MspManager {
             msps: msps
@@ -63,29 +90,43 @@ impl MspManager {
         Identity::from_pem(&mspid, &id_bytes)
     }
 
-    /// Validates the identity in the MSP it claims, now.
+    /// Validates the identity in the MSP it claims, including expiry now;
+    /// see [`Msp::validate_at`]. For ingress only.
     pub fn validate(&self, id: &Identity) -> Result<()> {
         self.msp(id.mspid())?.validate(id)
     }
 
-    /// Validates the identity in the MSP it claims, at `now`.
+    /// Validates the identity in the MSP it claims, including expiry at `now`;
+    /// see [`Msp::validate_at`].
     pub fn validate_at(&self, id: &Identity, now: SystemTime) -> Result<()> {
         self.msp(id.mspid())?.validate_at(id, now)
     }
 
-    /// Checks the identity against a principal in the MSP it claims, now;
-    /// see [`Msp::satisfies_principal_at`].
+    /// Validates the identity in the MSP it claims, without regard to the
+    /// current time; see [`Msp::validate_ignoring_time`].
+    pub fn validate_ignoring_time(&self, id: &Identity) -> Result<()> {
+        self.msp(id.mspid())?.validate_ignoring_time(id)
+    }
+
+    /// Checks the identity against a principal in the MSP it claims; see
+    /// [`Msp::satisfies_principal`]. The answer does not depend on the
+    /// current time, so policy evaluation over stored blocks is repeatable.
     pub fn satisfies_principal(&self, id: &Identity, p: &MspPrincipal) -> Result<()> {
         self.msp(id.mspid())?.satisfies_principal(id, p)
     }
 
-    /// Checks the identity against a principal in the MSP it claims, at `now`.
+    /// [`MspManager::satisfies_principal`] plus the validity periods at `now`;
+    /// see [`Msp::satisfies_principal_at`].
+    #[deprecated(
+        note = "principal satisfaction does not depend on time; use validate_at for expiry and satisfies_principal"
+    )]
     pub fn satisfies_principal_at(
         &self,
         id: &Identity,
         p: &MspPrincipal,
         now: SystemTime,
     ) -> Result<()> {
+        #[allow(deprecated)]
         self.msp(id.mspid())?.satisfies_principal_at(id, p, now)
     }
 

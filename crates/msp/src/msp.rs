@@ -1,7 +1,9 @@
 //! One organisation's X.509 MSP: trust anchors, validation and principals.
 
 use crate::error::{MspError, Result, Unsatisfied};
-use crate::identity::{certificates_der, parse_certificate, pem_blocks, Identity};
+use crate::identity::{
+    certificate_ous, first_certificate_der, first_pem_block, parse_certificate, Identity,
+};
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -76,7 +78,8 @@ struct CaCert {
 struct OuRule {
     ou: String,
     /// SHA-256 of the chain (CA up to root) whose identities may carry this OU;
-    /// `None` means any chain of the MSP.
+    /// `None` (a NodeOU identifier configured without certificate) means any
+    /// chain of the MSP.
     certifiers: Option<[u8; 32]>,
 }
 
@@ -86,7 +89,8 @@ impl OuRule {
     }
 }
 
-/// The outcome of the time-independent part of validation for one certificate.
+/// The outcome of the time-independent part of validation for one
+/// certificate that passed the chain, issuance-time and revocation checks.
 struct ChainCheck {
     /// `(subject, not_before, not_after)` of the identity then each CA up to the root.
     windows: Vec<(String, OffsetDateTime, OffsetDateTime)>,
@@ -105,6 +109,16 @@ type CachedCheck = Result<Arc<ChainCheck>>;
 /// members' identities, validates them, classifies them by NodeOU role and
 /// checks them against principals.
 ///
+/// Two kinds of validation are offered:
+///
+/// * [`Msp::validate_ignoring_time`] is Fabric's MSP validation. Its answer
+///   for a given MSP and certificate never changes, so it is what principal
+///   checks ([`Msp::satisfies_principal`]) and hence policy evaluation use:
+///   re-validating an old block gives the same result years later.
+/// * [`Msp::validate`] / [`Msp::validate_at`] add the validity periods at the
+///   current (or a given) time, for where transactions come in (endorsement,
+///   broadcast), as Fabric checks expiry there.
+///
 /// The time-independent part of validation (chain, revocation, OU rules) is
 /// cached per certificate, so repeated checks of the same signer cost a hash
 /// and a map lookup.
@@ -119,14 +133,32 @@ pub struct Msp {
 }
 
 impl Msp {
-    /// Builds an MSP from its configuration.
+    /// Builds an MSP from its configuration, with the checks of Fabric's MSP
+    /// setup (version 1.4.3 and later):
     ///
-    /// Checks that the name is set, that there is at least one root, that
-    /// every root and intermediate is a CA certificate, that every
-    /// intermediate chains to a root, that every admin certificate parses and
-    /// that OU identifier certificates are CAs of the MSP. CRLs must parse;
-    /// a CRL not signed by any CA of the MSP is ignored, as it cannot revoke
-    /// anything this MSP trusts. The signing identity, if any, is not used.
+    /// * the name is set and there is at least one root;
+    /// * only the first PEM block of each `root_certs`, `intermediate_certs`,
+    ///   `admins` and OU-identifier certificate entry is used (its label is not
+    ///   looked at) and it must be a certificate; roots and intermediates must
+    ///   be CA certificates and every intermediate must chain to a root;
+    /// * each `revocation_list` entry is one CRL, DER, or PEM when it starts
+    ///   with `-----BEGIN X509 CRL` (first block only). It must parse; a CRL
+    ///   not signed by any CA of the MSP is ignored, as it cannot revoke
+    ///   anything this MSP trusts;
+    /// * every `organizational_unit_identifiers` entry names a certificate
+    ///   ([`MspError::OuIdentifierWithoutCertificate`] otherwise), and every
+    ///   OU certificate, NodeOU ones included (even with NodeOUs disabled), is
+    ///   a CA of the MSP;
+    /// * NodeOUs are in force when `enable` is set and at least one role OU
+    ///   identifier is configured; enabled with none, they are off (as Fabric);
+    /// * there is at least one admin certificate, or NodeOUs are in force with
+    ///   an admin OU ([`MspError::NoAdmins`]);
+    /// * with NodeOUs in force every admin certificate carries the client or
+    ///   the admin OU ([`MspError::AdminWithoutRoleOu`]); otherwise every admin
+    ///   certificate passes [`Msp::validate_ignoring_time`]
+    ///   ([`MspError::InvalidAdmin`]).
+    ///
+    /// The signing identity and TLS certificates, if any, are not used.
     pub fn from_config(cfg: &FabricMspConfig) -> Result<Msp> {
         if cfg.name.is_empty() {
             return Err(MspError::EmptyMspName);
@@ -135,9 +167,7 @@ impl Msp {
 
         let mut cas = Vec::new();
         for entry in &cfg.root_certs {
-            for der in certificates_der(entry)? {
-                cas.push(ca_cert(der, true)?);
-            }
+            cas.push(ca_cert(first_certificate_der(entry)?, true)?);
         }
         if cas.is_empty() {
             return Err(MspError::NoRootCerts {
@@ -145,9 +175,7 @@ impl Msp {
             });
         }
         for entry in &cfg.intermediate_certs {
-            for der in certificates_der(entry)? {
-                cas.push(ca_cert(der, false)?);
-            }
+            cas.push(ca_cert(first_certificate_der(entry)?, false)?);
         }
 
         let mut msp = Msp {
@@ -176,24 +204,23 @@ impl Msp {
             }
         }
 
-        for entry in &cfg.admins {
-            for der in certificates_der(entry)? {
-                // Parse to reject garbage early; admins are compared by DER.
-                parse_certificate(&der)?;
-                msp.admins.insert(der);
-            }
-        }
-
         for entry in &cfg.revocation_list {
-            msp.add_crls(entry)?;
+            msp.add_crl(entry)?;
         }
 
         for id in &cfg.organizational_unit_identifiers {
+            if id.certificate.is_empty() {
+                return Err(MspError::OuIdentifierWithoutCertificate {
+                    ou: id.organizational_unit_identifier.clone(),
+                });
+            }
             let rule = msp.ou_rule(id)?;
             msp.ou_identifiers.push(rule);
         }
 
-        if let Some(node_ous) = cfg.fabric_node_ous.as_ref().filter(|n| n.enable) {
+        if let Some(node_ous) = &cfg.fabric_node_ous {
+            // The role OU certificates are checked even when NodeOUs are
+            // disabled, as Fabric does.
             let mut rules = Vec::new();
             for (role, id) in [
                 (NodeRole::Client, &node_ous.client_ou_identifier),
@@ -205,11 +232,43 @@ impl Msp {
                     rules.push((role, msp.ou_rule(id)?));
                 }
             }
-            // With no role OU configured there is nothing to enforce.
-            if !rules.is_empty() {
+            // Enabled with no role OU configured, Fabric turns NodeOUs off.
+            if node_ous.enable && !rules.is_empty() {
                 msp.node_ous = Some(rules);
             }
         }
+
+        let mut admins = Vec::new();
+        for entry in &cfg.admins {
+            let der = first_certificate_der(entry)?;
+            let cert = parse_certificate(&der)?;
+            let ous = certificate_ous(&cert)?;
+            admins.push((der, ous));
+        }
+        if admins.is_empty() && !msp.has_role_ou(NodeRole::Admin) {
+            return Err(MspError::NoAdmins {
+                mspid: cfg.name.clone(),
+            });
+        }
+        for (index, (der, ous)) in admins.iter().enumerate() {
+            if msp.node_ous.is_some() {
+                if !msp.carries_role_ou(ous, NodeRole::Client)
+                    && !msp.carries_role_ou(ous, NodeRole::Admin)
+                {
+                    return Err(MspError::AdminWithoutRoleOu {
+                        index,
+                        ous: ous.clone(),
+                    });
+                }
+            } else {
+                msp.check_ignoring_time(der)
+                    .map_err(|e| MspError::InvalidAdmin {
+                        index,
+                        source: Box::new(e),
+                    })?;
+            }
+        }
+        msp.admins = admins.into_iter().map(|(der, _)| der).collect();
         Ok(msp)
     }
 
@@ -236,7 +295,7 @@ impl Msp {
         &self.config
     }
 
-    /// Whether NodeOUs are enabled (with at least one role OU configured).
+    /// Whether NodeOUs are in force (enabled, with at least one role OU configured).
     pub fn node_ous_enabled(&self) -> bool {
         self.node_ous.is_some()
     }
@@ -253,68 +312,90 @@ impl Msp {
     }
 
     /// Validates `id` at the current time; see [`Msp::validate_at`].
+    ///
+    /// For ingress (endorsement, broadcast). Never use it to decide whether
+    /// stored data is valid: use [`Msp::validate_ignoring_time`] or
+    /// [`Msp::satisfies_principal`], whose answers do not change with time.
     pub fn validate(&self, id: &Identity) -> Result<()> {
         self.validate_at(id, SystemTime::now())
     }
 
-    /// Validates `id` as a member of this MSP at time `now`.
+    /// Validates `id` as a member of this MSP at time `now`:
+    /// [`Msp::validate_ignoring_time`], then every certificate of the chain
+    /// must be within its validity period at `now` ([`MspError::Expired`],
+    /// [`MspError::NotYetValid`]).
+    ///
+    /// Fabric's MSP leaves expiry to the places where transactions come in;
+    /// this is that check for Twill's endorser and broadcast paths.
+    pub fn validate_at(&self, id: &Identity, now: SystemTime) -> Result<()> {
+        let check = self.valid_check(id)?;
+        check_windows(&check.windows, unix_seconds(now))
+    }
+
+    /// Validates `id` as a member of this MSP as Fabric's MSP does, without
+    /// regard to the current time: the answer for a given MSP and certificate
+    /// never changes, which is what evaluating policies over stored blocks
+    /// needs.
     ///
     /// In order: the identity claims this MSP; it is not a CA certificate; it
     /// chains (by issuer name and signature) through the intermediates to a
-    /// root; its issuer is a leaf of the MSP's certification tree; no
-    /// certificate of the chain is revoked by a CRL its issuer signed; if the
-    /// MSP lists OU identifiers, the identity carries one of them; if NodeOUs
-    /// are on, it carries exactly one role OU (certified by the configured
-    /// chain when one is set); and every certificate of the chain is within
-    /// its validity period at `now`.
-    ///
-    /// Unlike Fabric's MSP, which leaves expiry to its callers, expiry is
-    /// checked here; pass a block's timestamp to validate historical data.
-    pub fn validate_at(&self, id: &Identity, now: SystemTime) -> Result<()> {
-        self.check_mspid(id.mspid())?;
-        let check = self.chain_check(id)?;
-        check.ous.clone()?;
-        check_windows(&check.windows, now)
+    /// root; its issuer is a leaf of the MSP's certification tree; every
+    /// certificate of the chain is within its validity period at the
+    /// identity's `not_before` plus one second (the time Fabric verifies
+    /// chains at, so a chain that was good when the identity was issued stays
+    /// good after it expires); no certificate of the chain is revoked by a CRL
+    /// its issuer signed; with NodeOUs in force, the identity carries exactly
+    /// one role OU (certified by the configured chain when one is set);
+    /// otherwise, if the MSP lists OU identifiers, it carries one of them.
+    pub fn validate_ignoring_time(&self, id: &Identity) -> Result<()> {
+        self.valid_check(id).map(drop)
     }
 
-    /// The identity's NodeOU role, or `None` if NodeOUs are off or the
-    /// identity does not pass the chain, revocation and OU checks.
+    /// The identity's NodeOU role, or `None` if NodeOUs are not in force or
+    /// the identity fails [`Msp::validate_ignoring_time`].
     ///
-    /// Validity periods are not considered here.
+    /// Validity periods at the current time are not considered.
     pub fn node_role(&self, id: &Identity) -> Option<NodeRole> {
-        if id.mspid() != self.id() || self.node_ous.is_none() {
-            return None;
-        }
-        let check = self.chain_check(id).ok()?;
-        check.ous.clone().ok().flatten()
+        self.node_ous.as_ref()?;
+        self.valid_check(id).ok()?.ous.clone().ok().flatten()
     }
 
-    /// Whether the identity is an admin: its certificate is listed among the
-    /// MSP's admins, or it carries the admin NodeOU.
-    ///
-    /// Validity periods are not considered; [`Msp::satisfies_principal`]
-    /// with an ADMIN role does the full check.
+    /// Whether the identity satisfies this MSP's ADMIN role: its certificate
+    /// is listed among the MSP's admins, or NodeOUs are in force and it
+    /// passes [`Msp::validate_ignoring_time`] and carries the admin OU.
     pub fn is_admin(&self, id: &Identity) -> bool {
-        (id.mspid() == self.id() && self.admins.contains(id.cert_der()))
-            || self.node_role(id) == Some(NodeRole::Admin)
+        id.mspid() == self.id()
+            && (self.admins.contains(id.cert_der())
+                || (self.validate_ignoring_time(id).is_ok()
+                    && self.carries_role_ou(id.organizational_units(), NodeRole::Admin)))
     }
 
-    /// `Ok(())` if the identity, valid in this MSP now, satisfies `p`; see
-    /// [`Msp::satisfies_principal_at`].
-    pub fn satisfies_principal(&self, id: &Identity, p: &MspPrincipal) -> Result<()> {
-        self.satisfies_principal_at(id, p, SystemTime::now())
-    }
-
-    /// `Ok(())` if the identity, valid in this MSP at `now`, satisfies `p`.
+    /// The certifiers identifier of `id`'s chain: SHA-256 over the DER of its
+    /// CAs, issuer first and root last, as Fabric puts in the
+    /// `certifiers_identifier` of an ORGANIZATION_UNIT principal.
     ///
-    /// * ROLE MEMBER: any valid identity. ADMIN: listed in the admins (chain,
-    ///   revocation and time still checked) or a valid identity with the admin
-    ///   NodeOU. CLIENT / PEER / ORDERER: a valid identity with that NodeOU;
-    ///   requires NodeOUs.
-    /// * ORGANIZATION_UNIT: a valid identity carrying the OU. When the
-    ///   principal's `certifiers_identifier` is non-empty it must equal the
-    ///   SHA-256 over the identity's CA chain (issuer first, root last); when it
-    ///   is empty any chain of the MSP is accepted (Fabric always compares it).
+    /// Fails if the identity claims another MSP or fails the chain,
+    /// issuance-time or revocation checks of [`Msp::validate_ignoring_time`].
+    pub fn certifiers_identifier(&self, id: &Identity) -> Result<[u8; 32]> {
+        self.check_mspid(id.mspid())?;
+        Ok(self.chain_check(id.cert_der())?.certifiers_id)
+    }
+
+    /// `Ok(())` if the identity satisfies `p` in this MSP.
+    ///
+    /// As in Fabric, the answer does not depend on the current time: identity
+    /// validity is [`Msp::validate_ignoring_time`] ("valid" below), so an
+    /// expired certificate still satisfies the principals it did. Check
+    /// expiry separately with [`Msp::validate`] where transactions come in.
+    ///
+    /// * ROLE MEMBER: any valid identity. ADMIN: listed in the admins (checked
+    ///   once, when the MSP was built) or, with NodeOUs in force, a valid
+    ///   identity carrying the admin OU. CLIENT / PEER / ORDERER: a valid
+    ///   identity carrying that role's OU; requires NodeOUs.
+    /// * ORGANIZATION_UNIT: a valid identity carrying the OU, whose chain's
+    ///   [`Msp::certifiers_identifier`] equals the principal's
+    ///   `certifiers_identifier` byte for byte. An empty
+    ///   `certifiers_identifier` therefore never matches (as in Fabric).
     /// * IDENTITY: the principal's `SerializedIdentity` has this MSP id and the
     ///   same certificate (compared as DER), and the identity is valid.
     /// * ANONYMITY: NOMINAL is satisfied by any valid identity, ANONYMOUS never.
@@ -324,22 +405,35 @@ impl Msp {
     /// by an identity claiming another MSP. Every "no" is
     /// [`MspError::PrincipalNotSatisfied`]; malformed principal bytes are
     /// [`MspError::InvalidPrincipal`].
+    pub fn satisfies_principal(&self, id: &Identity, p: &MspPrincipal) -> Result<()> {
+        self.satisfies(id, p, 0)
+    }
+
+    /// [`Msp::satisfies_principal`], and every certificate of the identity's
+    /// chain within its validity period at `now`.
+    ///
+    /// Principal satisfaction no longer depends on time; this is kept for
+    /// compatibility. Call [`Msp::validate_at`] and
+    /// [`Msp::satisfies_principal`] instead.
+    #[deprecated(
+        note = "principal satisfaction does not depend on time; use validate_at for expiry and satisfies_principal"
+    )]
     pub fn satisfies_principal_at(
         &self,
         id: &Identity,
         p: &MspPrincipal,
         now: SystemTime,
     ) -> Result<()> {
-        self.satisfies(id, p, now, 0)
+        self.satisfies(id, p, 0)?;
+        self.chain_check(id.cert_der())
+            .and_then(|check| check_windows(&check.windows, unix_seconds(now)))
+            .map_err(|e| MspError::PrincipalNotSatisfied {
+                mspid: id.mspid().to_owned(),
+                reason: Unsatisfied::InvalidIdentity(Box::new(e)),
+            })
     }
 
-    fn satisfies(
-        &self,
-        id: &Identity,
-        p: &MspPrincipal,
-        now: SystemTime,
-        depth: usize,
-    ) -> Result<()> {
+    fn satisfies(&self, id: &Identity, p: &MspPrincipal, depth: usize) -> Result<()> {
         let no = |reason| MspError::PrincipalNotSatisfied {
             mspid: id.mspid().to_owned(),
             reason,
@@ -347,8 +441,8 @@ impl Msp {
         if let Err(e) = self.check_mspid(id.mspid()) {
             return Err(no(Unsatisfied::InvalidIdentity(Box::new(e))));
         }
-        let valid = |at| {
-            self.validate_at(id, at)
+        let valid = || {
+            self.validate_ignoring_time(id)
                 .map_err(|e| no(Unsatisfied::InvalidIdentity(Box::new(e))))
         };
         let classification =
@@ -370,8 +464,22 @@ impl Msp {
                 let role_type = MspRoleType::try_from(role.role)
                     .map_err(|_| invalid_principal(format!("unknown role {}", role.role)))?;
                 let wanted = match role_type {
-                    MspRoleType::Member => return valid(now),
-                    MspRoleType::Admin => return self.check_admin(id, now),
+                    MspRoleType::Member => return valid(),
+                    MspRoleType::Admin => {
+                        // Listed admins were checked when the MSP was built.
+                        if self.admins.contains(id.cert_der()) {
+                            return Ok(());
+                        }
+                        if self.node_ous.is_none() {
+                            return Err(no(Unsatisfied::NotAdmin));
+                        }
+                        valid()?;
+                        return if self.carries_role_ou(id.organizational_units(), NodeRole::Admin) {
+                            Ok(())
+                        } else {
+                            Err(no(Unsatisfied::NotAdmin))
+                        };
+                    }
                     MspRoleType::Client => NodeRole::Client,
                     MspRoleType::Peer => NodeRole::Peer,
                     MspRoleType::Orderer => NodeRole::Orderer,
@@ -379,12 +487,14 @@ impl Msp {
                 if self.node_ous.is_none() {
                     return Err(no(Unsatisfied::NodeOusDisabled));
                 }
-                valid(now)?;
-                let actual = self.node_role(id);
-                if actual == Some(wanted) {
+                valid()?;
+                if self.carries_role_ou(id.organizational_units(), wanted) {
                     Ok(())
                 } else {
-                    Err(no(Unsatisfied::WrongRole { wanted, actual }))
+                    Err(no(Unsatisfied::WrongRole {
+                        wanted,
+                        actual: self.node_role(id),
+                    }))
                 }
             }
             Classification::OrganizationUnit => {
@@ -395,16 +505,16 @@ impl Msp {
                         principal_mspid: ou.msp_identifier,
                     }));
                 }
-                valid(now)?;
+                valid()?;
                 let wanted = ou.organizational_unit_identifier;
                 if !id.organizational_units().contains(&wanted) {
                     return Err(no(Unsatisfied::MissingOu { ou: wanted }));
                 }
-                if !ou.certifiers_identifier.is_empty() {
-                    let check = self.chain_check(id)?;
-                    if ou.certifiers_identifier != check.certifiers_id {
-                        return Err(no(Unsatisfied::CertifiersMismatch { ou: wanted }));
-                    }
+                let check = self
+                    .chain_check(id.cert_der())
+                    .map_err(|e| no(Unsatisfied::InvalidIdentity(Box::new(e))))?;
+                if ou.certifiers_identifier != check.certifiers_id {
+                    return Err(no(Unsatisfied::CertifiersMismatch { ou: wanted }));
                 }
                 Ok(())
             }
@@ -416,18 +526,18 @@ impl Msp {
                         principal_mspid: sid.mspid,
                     }));
                 }
-                let der = crate::identity::first_certificate_der(&sid.id_bytes)
+                let der = first_certificate_der(&sid.id_bytes)
                     .map_err(|e| invalid_principal(format!("identity certificate: {e}")))?;
                 if der != id.cert_der() {
                     return Err(no(Unsatisfied::DifferentIdentity));
                 }
-                valid(now)
+                valid()
             }
             Classification::Anonymity => {
                 let anonymity = MspIdentityAnonymity::decode(p.principal.as_slice())
                     .map_err(|e| invalid_principal(format!("MSPIdentityAnonymity: {e}")))?;
                 match MspIdentityAnonymityType::try_from(anonymity.anonymity_type) {
-                    Ok(MspIdentityAnonymityType::Nominal) => valid(now),
+                    Ok(MspIdentityAnonymityType::Nominal) => valid(),
                     Ok(MspIdentityAnonymityType::Anonymous) => Err(no(Unsatisfied::NotAnonymous)),
                     Err(_) => Err(invalid_principal(format!(
                         "unknown anonymity type {}",
@@ -447,32 +557,29 @@ impl Msp {
                     return Err(invalid_principal("empty COMBINED principal".to_owned()));
                 }
                 for sub in &combined.principals {
-                    self.satisfies(id, sub, now, depth + 1)?;
+                    self.satisfies(id, sub, depth + 1)?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// ADMIN: a listed admin needs a good chain and validity period (the OU
-    /// rules are waived, as admin certificates often predate NodeOUs); anyone
-    /// else must be fully valid and carry the admin NodeOU.
-    fn check_admin(&self, id: &Identity, now: SystemTime) -> Result<()> {
-        let no = |reason| MspError::PrincipalNotSatisfied {
-            mspid: id.mspid().to_owned(),
-            reason,
-        };
-        let invalid = |e| no(Unsatisfied::InvalidIdentity(Box::new(e)));
-        if self.admins.contains(id.cert_der()) {
-            let check = self.chain_check(id).map_err(invalid)?;
-            return check_windows(&check.windows, now).map_err(invalid);
-        }
-        self.validate_at(id, now).map_err(invalid)?;
-        if self.node_role(id) == Some(NodeRole::Admin) {
-            Ok(())
-        } else {
-            Err(no(Unsatisfied::NotAdmin))
-        }
+    /// Whether a role OU is configured for `role` (NodeOUs in force).
+    fn has_role_ou(&self, role: NodeRole) -> bool {
+        self.node_ous
+            .as_ref()
+            .is_some_and(|rules| rules.iter().any(|(r, _)| *r == role))
+    }
+
+    /// Whether `ous` include the OU of `role` (NodeOUs in force). As Fabric's
+    /// `hasOURole`, only the OU name is compared; the certifiers were checked
+    /// by validation.
+    fn carries_role_ou(&self, ous: &[String], role: NodeRole) -> bool {
+        self.node_ous.as_ref().is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|(r, rule)| *r == role && ous.contains(&rule.ou))
+        })
     }
 
     fn check_mspid(&self, mspid: &str) -> Result<()> {
@@ -486,9 +593,22 @@ impl Msp {
         }
     }
 
-    /// The cached time-independent check of `id`, computing it on a miss.
-    fn chain_check(&self, id: &Identity) -> CachedCheck {
-        let key = id.der_hash();
+    /// The MSP id, then the cached time-independent checks including the OU rules.
+    fn valid_check(&self, id: &Identity) -> CachedCheck {
+        self.check_mspid(id.mspid())?;
+        self.check_ignoring_time(id.cert_der())
+    }
+
+    /// The cached time-independent checks of a certificate, OU rules included.
+    fn check_ignoring_time(&self, der: &[u8]) -> CachedCheck {
+        let check = self.chain_check(der)?;
+        check.ous.clone()?;
+        Ok(check)
+    }
+
+    /// The cached time-independent check of a certificate, computing it on a miss.
+    fn chain_check(&self, der: &[u8]) -> CachedCheck {
+        let key = twill_crypto::sha256(der);
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(hit) = cache.get(&key) {
@@ -497,7 +617,7 @@ impl Msp {
         }
         // Computed outside the lock: two threads may race on the same
         // certificate, and both get the same answer.
-        let result = self.compute_chain_check(id).map(Arc::new);
+        let result = self.compute_chain_check(der).map(Arc::new);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHE_ENTRIES {
             cache.clear();
@@ -506,25 +626,22 @@ impl Msp {
         result
     }
 
-    fn compute_chain_check(&self, id: &Identity) -> Result<ChainCheck> {
-        let cert = parse_certificate(id.cert_der())?;
+    fn compute_chain_check(&self, der: &[u8]) -> Result<ChainCheck> {
+        let cert = parse_certificate(der)?;
+        let subject = cert.subject().to_string();
         if cert.is_ca() {
-            return Err(MspError::CaCertAsIdentity {
-                subject: id.subject().to_owned(),
-            });
+            return Err(MspError::CaCertAsIdentity { subject });
         }
-        let chain =
-            self.find_chain(&cert, &mut Vec::new())
-                .ok_or_else(|| MspError::UntrustedChain {
-                    subject: id.subject().to_owned(),
-                    issuer: cert.issuer().to_string(),
-                })?;
+        let untrusted = || MspError::UntrustedChain {
+            subject: subject.clone(),
+            issuer: cert.issuer().to_string(),
+        };
+        let chain = self
+            .find_chain(&cert, &mut Vec::new())
+            .ok_or_else(untrusted)?;
         // find_chain only returns non-empty chains.
         let Some(&issuer) = chain.first() else {
-            return Err(MspError::UntrustedChain {
-                subject: id.subject().to_owned(),
-                issuer: cert.issuer().to_string(),
-            });
+            return Err(untrusted());
         };
         if self.cas[issuer].internal {
             return Err(MspError::IssuerNotLeafCa {
@@ -532,14 +649,26 @@ impl Msp {
             });
         }
 
+        // The chain as of the identity's issuance, as Fabric verifies it.
+        let not_before = cert.validity().not_before.to_datetime();
+        let not_after = cert.validity().not_after.to_datetime();
+        let mut windows = vec![(subject.clone(), not_before, not_after)];
+        let mut chain_bytes = Vec::new();
+        for &i in &chain {
+            let ca = &self.cas[i];
+            windows.push((ca.subject.clone(), ca.not_before, ca.not_after));
+            chain_bytes.extend_from_slice(&ca.der);
+        }
+        check_windows(&windows, not_before.unix_timestamp().saturating_add(1))?;
+
         // Each certificate against the CRLs of the CA above it.
         if self.cas[issuer]
             .revoked
             .contains(strip_zeros(cert.raw_serial()))
         {
             return Err(MspError::Revoked {
-                subject: id.subject().to_owned(),
-                serial: id.serial_hex(),
+                subject,
+                serial: hex::encode(cert.raw_serial()),
             });
         }
         for pair in chain.windows(2) {
@@ -556,15 +685,8 @@ impl Msp {
             }
         }
 
-        let mut windows = vec![(id.subject().to_owned(), id.not_before(), id.not_after())];
-        let mut chain_bytes = Vec::new();
-        for &i in &chain {
-            let ca = &self.cas[i];
-            windows.push((ca.subject.clone(), ca.not_before, ca.not_after));
-            chain_bytes.extend_from_slice(&ca.der);
-        }
         let certifiers_id = twill_crypto::sha256(&chain_bytes);
-        let ous = self.check_ous(id.organizational_units(), &certifiers_id);
+        let ous = certificate_ous(&cert).and_then(|ous| self.check_ous(&ous, &certifiers_id));
         Ok(ChainCheck {
             windows,
             certifiers_id,
@@ -572,24 +694,28 @@ impl Msp {
         })
     }
 
-    /// OU identifiers then NodeOUs, as Fabric 1.4.3+ applies them.
+    /// The OU rules as Fabric 1.4.3+ applies them: with NodeOUs in force,
+    /// exactly one role OU (the OU identifiers are then not enforced);
+    /// otherwise one of the OU identifiers, if any are configured.
     fn check_ous(&self, ous: &[String], chain_id: &[u8; 32]) -> Result<Option<NodeRole>> {
-        if !self.ou_identifiers.is_empty() {
-            let recognised = ous.iter().any(|ou| {
-                self.ou_identifiers
-                    .iter()
-                    .any(|rule| &rule.ou == ou && rule.accepts(chain_id))
-            });
-            if !recognised {
-                return Err(MspError::OuNotRecognized { ous: ous.to_vec() });
-            }
-        }
         let Some(rules) = &self.node_ous else {
+            if !self.ou_identifiers.is_empty() {
+                let recognised = ous.iter().any(|ou| {
+                    self.ou_identifiers
+                        .iter()
+                        .any(|rule| &rule.ou == ou && rule.accepts(chain_id))
+                });
+                if !recognised {
+                    return Err(MspError::OuNotRecognized { ous: ous.to_vec() });
+                }
+            }
             return Ok(None);
         };
         let mut found = Vec::new();
         for ou in ous {
-            if let Some((role, rule)) = rules.iter().find(|(_, rule)| &rule.ou == ou) {
+            // When two roles share an OU name the later one (client, peer,
+            // admin, orderer order) classifies, as in Fabric's lookup map.
+            if let Some((role, rule)) = rules.iter().rev().find(|(_, rule)| &rule.ou == ou) {
                 if !rule.accepts(chain_id) {
                     return Err(MspError::NodeOuCertifierMismatch { ou: ou.clone() });
                 }
@@ -637,32 +763,37 @@ impl Msp {
         None
     }
 
-    /// Parses the CRLs of one `revocation_list` entry (PEM, or a single DER
-    /// CRL) and records their serials under each CA of the MSP that signed them.
-    fn add_crls(&mut self, entry: &[u8]) -> Result<()> {
-        // DER starts with a SEQUENCE tag and a long-form length byte (>= 0x81),
-        // which PEM text, being ASCII, never has in its second byte.
-        let ders = match entry {
-            [0x30, len, ..] if *len >= 0x81 => vec![entry.to_vec()],
-            _ => pem_blocks(entry, CRL_LABEL, "CRL")?,
-        };
-        for der in ders {
-            let crl = parse_crl(&der)?;
-            let issuer = crl.issuer().as_raw();
-            let serials: Vec<Vec<u8>> = crl
-                .iter_revoked_certificates()
-                .map(|rc| strip_zeros(rc.raw_serial()).to_vec())
-                .collect();
-            for ca in self.cas.iter_mut() {
-                if ca.subject_raw != issuer {
-                    continue;
+    /// Parses the CRL of one `revocation_list` entry and records its serials
+    /// under each CA of the MSP that signed it.
+    ///
+    /// As Go's `x509.ParseCRL`, which Fabric uses: an entry starting with
+    /// `-----BEGIN X509 CRL` is PEM and only its first block counts; anything
+    /// else must be a DER CRL.
+    fn add_crl(&mut self, entry: &[u8]) -> Result<()> {
+        let mut der = None;
+        if entry.starts_with(b"-----BEGIN X509 CRL") {
+            if let Ok(Some((label, block))) = first_pem_block(entry) {
+                if label == CRL_LABEL {
+                    der = Some(block);
                 }
-                let Ok(ca_cert) = parse_certificate(&ca.der) else {
-                    continue;
-                };
-                if crl.verify_signature(ca_cert.public_key()).is_ok() {
-                    ca.revoked.extend(serials.iter().cloned());
-                }
+            }
+        }
+        let der = der.as_deref().unwrap_or(entry);
+        let crl = parse_crl(der)?;
+        let issuer = crl.issuer().as_raw();
+        let serials: Vec<Vec<u8>> = crl
+            .iter_revoked_certificates()
+            .map(|rc| strip_zeros(rc.raw_serial()).to_vec())
+            .collect();
+        for ca in self.cas.iter_mut() {
+            if ca.subject_raw != issuer {
+                continue;
+            }
+            let Ok(ca_cert) = parse_certificate(&ca.der) else {
+                continue;
+            };
+            if crl.verify_signature(ca_cert.public_key()).is_ok() {
+                ca.revoked.extend(serials.iter().cloned());
             }
         }
         Ok(())
@@ -678,7 +809,7 @@ impl Msp {
                 certifiers: None,
             });
         }
-        let der = crate::identity::first_certificate_der(&id.certificate)?;
+        let der = first_certificate_der(&id.certificate)?;
         let Some(index) = self.cas.iter().position(|ca| ca.der == der) else {
             return Err(MspError::OuCertificateNotCa { ou });
         };
@@ -770,12 +901,8 @@ fn check_crypto_config(cfg: &FabricMspConfig) -> Result<()> {
     }
 }
 
-/// Each certificate must be within its validity period at `now`.
-fn check_windows(
-    windows: &[(String, OffsetDateTime, OffsetDateTime)],
-    now: SystemTime,
-) -> Result<()> {
-    let now = unix_seconds(now);
+/// Each certificate must be within its validity period at `now` (Unix seconds).
+fn check_windows(windows: &[(String, OffsetDateTime, OffsetDateTime)], now: i64) -> Result<()> {
     for (subject, not_before, not_after) in windows {
         if now < not_before.unix_timestamp() {
             return Err(MspError::NotYetValid {

@@ -18,15 +18,31 @@ pub fn role_principal(mspid: &str, role: MspRoleType) -> MspPrincipal {
     }
 }
 
-/// An ORGANIZATION_UNIT principal for OU `ou` of MSP `mspid`, with no
-/// certifiers identifier (any chain of the MSP).
+/// An ORGANIZATION_UNIT principal for OU `ou` of MSP `mspid`, with an
+/// empty certifiers identifier.
+///
+/// As in Fabric, which compares certifiers identifiers byte for byte, such a
+/// principal is never satisfied by an X.509 identity; it is only useful to
+/// build principals that must not match. Use [`ou_principal_with_certifiers`]
+/// with [`crate::Msp::certifiers_identifier`] for one that can be satisfied.
 pub fn ou_principal(mspid: &str, ou: &str) -> MspPrincipal {
+    ou_principal_with_certifiers(mspid, ou, &[])
+}
+
+/// An ORGANIZATION_UNIT principal for OU `ou` of MSP `mspid`, satisfied by
+/// valid identities carrying the OU whose chain has this certifiers
+/// identifier (see [`crate::Msp::certifiers_identifier`]).
+pub fn ou_principal_with_certifiers(
+    mspid: &str,
+    ou: &str,
+    certifiers_identifier: &[u8],
+) -> MspPrincipal {
     MspPrincipal {
         principal_classification: Classification::OrganizationUnit as i32,
         principal: OrganizationUnit {
             msp_identifier: mspid.to_owned(),
             organizational_unit_identifier: ou.to_owned(),
-            certifiers_identifier: Vec::new(),
+            certifiers_identifier: certifiers_identifier.to_vec(),
         }
         .encode_to_vec(),
     }

@@ -152,24 +152,29 @@ fn load_fabric_msp_config_reads_the_folder() {
 fn ou_identifiers_and_bundles_are_read() {
     let f = peer_folder();
     let ica = f.root.intermediate("ica.org1.example.com");
-    // Two certificates in one file become two entries.
+    // Two certificates in one file stay one entry, of which only the first
+    // certificate counts (Fabric's getPemMaterialFromDir / getCertFromPem).
     let other_root = Ca::root("other");
-    write(
-        &f.dir.join("cacerts").join(CA_FILE),
-        format!("{}{}", f.root.pem(), other_root.pem()).as_bytes(),
-    );
+    let bundle = format!("{}{}", f.root.pem(), other_root.pem());
+    write(&f.dir.join("cacerts").join(CA_FILE), bundle.as_bytes());
     write(
         &f.dir.join("intermediatecerts/ica.pem"),
         ica.pem().as_bytes(),
     );
     write(&f.dir.join("intermediatecerts/notes.txt"), b"skipped");
+    let admin = ica.leaf("Admin@org1.example.com", &["COP"]);
+    write(
+        &f.dir.join("admincerts/Admin@org1.example.com-cert.pem"),
+        admin.pem.as_bytes(),
+    );
     write(
         &f.dir.join("config.yaml"),
         b"OrganizationalUnitIdentifiers:\n  - Certificate: intermediatecerts/ica.pem\n    OrganizationalUnitIdentifier: COP\n",
     );
     let cfg = load_fabric_msp_config(&f.dir, ORG1).unwrap();
-    assert_eq!(cfg.root_certs.len(), 2);
+    assert_eq!(cfg.root_certs, vec![bundle.into_bytes()]);
     assert_eq!(cfg.intermediate_certs, vec![ica.pem().into_bytes()]);
+    assert_eq!(cfg.admins, vec![admin.pem.clone().into_bytes()]);
     assert!(cfg.fabric_node_ous.is_none());
     assert_eq!(cfg.organizational_unit_identifiers.len(), 1);
     assert_eq!(
@@ -180,8 +185,118 @@ fn ou_identifiers_and_bundles_are_read() {
     msp.validate(&identity(&ica.leaf("u", &["COP"]))).unwrap();
     assert!(matches!(
         msp.validate(&identity(&other_root.leaf("u", &["COP"]))),
+        Err(MspError::UntrustedChain { .. })
+    ));
+    assert!(matches!(
+        msp.validate(&identity(&ica.leaf("u", &["other"]))),
         Err(MspError::OuNotRecognized { .. })
     ));
+}
+
+#[test]
+fn cacerts_bundle_does_not_make_the_intermediate_a_root() {
+    let f = peer_folder();
+    let ica = f.root.intermediate("ica.org1.example.com");
+    // cacerts/ holds root + intermediate in one file; intermediatecerts/ is empty.
+    write(
+        &f.dir.join("cacerts").join(CA_FILE),
+        format!("{}{}", f.root.pem(), ica.pem()).as_bytes(),
+    );
+    let cfg = load_fabric_msp_config(&f.dir, ORG1).unwrap();
+    assert_eq!(cfg.root_certs.len(), 1);
+    assert!(cfg.intermediate_certs.is_empty());
+    let msp = Msp::from_config(&cfg).unwrap();
+    // The intermediate is unknown to the MSP, so its leaves do not chain.
+    let under_ica = identity(&ica.leaf("peer1.org1.example.com", &["peer"]));
+    assert!(matches!(
+        msp.validate(&under_ica),
+        Err(MspError::UntrustedChain { .. })
+    ));
+    assert!(msp
+        .satisfies_principal(&under_ica, &role_principal(ORG1, MspRoleType::Member))
+        .is_err());
+    // The root still issues identities (it is not an internal CA either).
+    msp.validate(&identity(&f.peer)).unwrap();
+
+    // The same bundle given directly in the configuration behaves the same.
+    let mut direct = cfg.clone();
+    direct.root_certs = vec![format!("{}{}", f.root.pem(), ica.pem()).into_bytes()];
+    let msp = Msp::from_config(&direct).unwrap();
+    assert!(matches!(
+        msp.validate(&under_ica),
+        Err(MspError::UntrustedChain { .. })
+    ));
+
+    // A bundle in intermediate_certs counts for its first certificate only.
+    let ica2 = f.root.intermediate("ica2.org1.example.com");
+    let mut bundled = cfg.clone();
+    bundled.intermediate_certs = vec![format!("{}{}", ica.pem(), ica2.pem()).into_bytes()];
+    // The NodeOUs of the folder pin roles to the root's chain; use admincerts.
+    bundled.fabric_node_ous = None;
+    bundled.admins = vec![ica.leaf("Admin", &[]).pem.into_bytes()];
+    let msp = Msp::from_config(&bundled).unwrap();
+    msp.validate(&identity(&ica.leaf("p", &["peer"]))).unwrap();
+    assert!(matches!(
+        msp.validate(&identity(&ica2.leaf("p", &["peer"]))),
+        Err(MspError::UntrustedChain { .. })
+    ));
+
+    // So does a CRL entry: only its first CRL revokes anything.
+    let crls = |first: &[u64], second: &[u64]| {
+        let mut c = cfg.clone();
+        c.revocation_list =
+            vec![format!("{}{}", f.root.crl(first), f.root.crl(second)).into_bytes()];
+        Msp::from_config(&c).unwrap()
+    };
+    crls(&[], &[f.peer.serial])
+        .validate(&identity(&f.peer))
+        .unwrap();
+    assert!(matches!(
+        crls(&[f.peer.serial], &[]).validate(&identity(&f.peer)),
+        Err(MspError::Revoked { .. })
+    ));
+}
+
+#[test]
+fn ou_identifier_without_certificate_is_rejected() {
+    let f = peer_folder();
+    write(
+        &f.dir.join("config.yaml"),
+        b"OrganizationalUnitIdentifiers:\n  - OrganizationalUnitIdentifier: COP\n",
+    );
+    assert!(matches!(
+        load_fabric_msp_config(&f.dir, ORG1),
+        Err(MspError::OuIdentifierWithoutCertificate { ref ou }) if ou == "COP"
+    ));
+}
+
+#[test]
+fn disabled_node_ous_are_not_loaded() {
+    let f = peer_folder();
+    write(
+        &f.dir.join("config.yaml"),
+        NODE_OUS_YAML
+            .replace("Enable: true", "Enable: false")
+            .as_bytes(),
+    );
+    let cfg = load_fabric_msp_config(&f.dir, ORG1).unwrap();
+    assert!(cfg.fabric_node_ous.is_none());
+
+    // Role entries with an empty OU are dropped.
+    write(
+        &f.dir.join("config.yaml"),
+        b"NodeOUs:\n  Enable: true\n  ClientOUIdentifier:\n    OrganizationalUnitIdentifier: \"\"\n  AdminOUIdentifier:\n    OrganizationalUnitIdentifier: admin\n",
+    );
+    let cfg = load_fabric_msp_config(&f.dir, ORG1).unwrap();
+    let node_ous = cfg.fabric_node_ous.unwrap();
+    assert!(node_ous.client_ou_identifier.is_none());
+    assert_eq!(
+        node_ous
+            .admin_ou_identifier
+            .unwrap()
+            .organizational_unit_identifier,
+        "admin"
+    );
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn garbage_is_an_error_not_a_panic() {
     ));
     assert!(matches!(
         Identity::from_pem(ORG1, b"\xff\xfe"),
-        Err(MspError::NotPem { .. })
+        Err(MspError::NoCertificate { .. })
     ));
     assert!(Identity::from_pem(
         ORG1,
@@ -94,4 +94,37 @@ fn verify_is_the_signature_seam() {
         SigningIdentity::try_new(identity(&org.peer), wrong_key),
         Err(MspError::KeyMismatch { .. })
     ));
+}
+
+#[test]
+fn only_the_first_pem_block_of_id_bytes_counts() {
+    let org = Org::generate();
+    // A certificate followed by anything, even a broken block: the certificate.
+    let trailing = format!(
+        "{}-----BEGIN GARBAGE-----\n*\n-----END GARBAGE-----\n",
+        org.peer.pem
+    );
+    let id = Identity::from_pem(ORG1, trailing.as_bytes()).unwrap();
+    assert_eq!(id.cert_der(), org.peer.der.as_slice());
+    // Junk bytes before the block do not matter.
+    let junk = [b"\xff\xfe junk\n".as_slice(), org.peer.pem.as_bytes()].concat();
+    assert_eq!(
+        Identity::from_pem(ORG1, &junk).unwrap().cert_der(),
+        org.peer.der.as_slice()
+    );
+    // A key block first is not skipped to reach the certificate (Fabric
+    // parses the first block as the certificate and fails).
+    let key_first = format!("{}{}", org.peer.key_pem(), org.peer.pem);
+    assert!(matches!(
+        Identity::from_pem(ORG1, key_first.as_bytes()),
+        Err(MspError::InvalidDer { .. })
+    ));
+    // The label is not looked at, as in Fabric.
+    let relabelled = org.peer.pem.replace("CERTIFICATE", "X509 CERTIFICATE");
+    assert_eq!(
+        Identity::from_pem(ORG1, relabelled.as_bytes())
+            .unwrap()
+            .cert_der(),
+        org.peer.der.as_slice()
+    );
 }

@@ -7,6 +7,8 @@ mod identity;
 mod manager;
 mod pki;
 mod principals;
+mod setup;
+mod time;
 mod validation;
 
 use pki::{Ca, Leaf};

@@ -43,6 +43,15 @@ impl Ca {
         Ca { issuer, serial }
     }
 
+    /// A root valid only from `not_before` to `not_after`.
+    pub fn root_valid(cn: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Ca {
+        let (mut params, serial) = ca_params(cn);
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Ca { issuer, serial }
+    }
+
     pub fn intermediate(&self, cn: &str) -> Ca {
         let (params, serial) = ca_params(cn);
         let issuer =
@@ -123,8 +132,9 @@ fn ca_params(cn: &str) -> (CertificateParams, u64) {
     ];
     let serial = next_serial();
     params.serial_number = Some(SerialNumber::from(serial));
+    // Old enough that the tests' back-dated leaves were issued within it.
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::days(2);
+    params.not_before = now - Duration::days(400);
     params.not_after = now + Duration::days(7300);
     (params, serial)
 }

@@ -2,7 +2,8 @@ use crate::pki::Ca;
 use crate::{identity, Config, Org, ORG1};
 use prost::Message;
 use twill_msp::{
-    identity_principal, ou_principal, role_principal, Identity, MspError, NodeRole, Unsatisfied,
+    identity_principal, ou_principal_with_certifiers, role_principal, Identity, Msp, MspError,
+    NodeRole, Unsatisfied,
 };
 use twill_protos::common::msp_principal::Classification;
 use twill_protos::common::msp_role::MspRoleType;
@@ -90,15 +91,36 @@ fn listed_admin_cert_is_admin() {
 }
 
 #[test]
-fn listed_admin_without_node_ou_is_admin_even_with_node_ous_on() {
+fn listed_admins_with_node_ous_need_the_client_or_admin_ou() {
     let root = Ca::root("root");
-    let admin = root.leaf("Admin@org1", &[]);
+    // Fabric rejects an admin certificate without the client or admin OU
+    // when NodeOUs are on.
+    let bare = root.leaf("Admin@org1", &[]);
+    let cfg = Config::new(ORG1, &root).node_ous(None).admin(&bare).cfg;
+    assert!(matches!(
+        Msp::from_config(&cfg),
+        Err(MspError::AdminWithoutRoleOu { index: 0, .. })
+    ));
+    let peer_admin = root.leaf("Admin@org1", &["peer"]);
+    let cfg = Config::new(ORG1, &root)
+        .node_ous(None)
+        .admin(&peer_admin)
+        .cfg;
+    assert!(matches!(
+        Msp::from_config(&cfg),
+        Err(MspError::AdminWithoutRoleOu { .. })
+    ));
+
+    // A client listed in admins is an admin.
+    let client_admin = root.leaf("Admin@org1", &["client"]);
     let msp = Config::new(ORG1, &root)
         .node_ous(None)
-        .admin(&admin)
+        .admin(&client_admin)
         .build();
-    let id = identity(&admin);
-    assert!(msp.validate(&id).is_err());
+    let id = identity(&client_admin);
+    msp.validate(&id).unwrap();
+    assert!(msp.is_admin(&id));
+    assert_eq!(msp.node_role(&id), Some(NodeRole::Client));
     msp.satisfies_principal(&id, &role_principal(ORG1, MspRoleType::Admin))
         .unwrap();
 }
@@ -149,21 +171,35 @@ fn organization_unit_principal() {
     let root = Ca::root("root");
     let ica = root.intermediate("ica");
     let leaf = ica.leaf("peer0", &["peer", "department1"]);
-    let msp = Config::new(ORG1, &root).intermediate(&ica).build();
+    let msp = Config::new(ORG1, &root)
+        .intermediate(&ica)
+        .admin(&ica.leaf("Admin", &[]))
+        .build();
     let id = identity(&leaf);
-    msp.satisfies_principal(&id, &ou_principal(ORG1, "department1"))
-        .unwrap();
+    let certifiers = msp.certifiers_identifier(&id).unwrap();
+    msp.satisfies_principal(
+        &id,
+        &ou_principal_with_certifiers(ORG1, "department1", &certifiers),
+    )
+    .unwrap();
     assert!(matches!(
-        not_satisfied(msp.satisfies_principal(&id, &ou_principal(ORG1, "department2"))),
+        not_satisfied(msp.satisfies_principal(
+            &id,
+            &ou_principal_with_certifiers(ORG1, "department2", &certifiers)
+        )),
         Unsatisfied::MissingOu { .. }
     ));
     assert!(matches!(
-        not_satisfied(msp.satisfies_principal(&id, &ou_principal("Org2MSP", "department1"))),
+        not_satisfied(msp.satisfies_principal(
+            &id,
+            &ou_principal_with_certifiers("Org2MSP", "department1", &certifiers)
+        )),
         Unsatisfied::OtherMsp { .. }
     ));
 
     // Certifiers identifier: SHA-256 over the CA chain, issuer first.
     let chain: Vec<u8> = [ica.der(), root.der()].concat();
+    assert_eq!(certifiers, twill_crypto::sha256(&chain));
     let with_certifiers = |certifiers: Vec<u8>| MspPrincipal {
         principal_classification: Classification::OrganizationUnit as i32,
         principal: OrganizationUnit {
@@ -237,4 +273,33 @@ fn combined_and_malformed_principals() {
             Err(MspError::InvalidPrincipal { .. })
         ));
     }
+}
+
+#[test]
+fn empty_certifiers_identifier_never_matches() {
+    // Fabric compares certifiers identifiers with bytes.Equal, so an
+    // ORGANIZATION_UNIT principal without one matches no X.509 identity.
+    let root = Ca::root("root");
+    let leaf = root.leaf("peer0", &["department1"]);
+    let msp = Config::new(ORG1, &root)
+        .admin(&root.leaf("Admin", &[]))
+        .build();
+    let id = identity(&leaf);
+    msp.validate(&id).unwrap();
+    for p in [
+        twill_msp::ou_principal(ORG1, "department1"),
+        ou_principal_with_certifiers(ORG1, "department1", &[]),
+    ] {
+        assert!(matches!(
+            not_satisfied(msp.satisfies_principal(&id, &p)),
+            Unsatisfied::CertifiersMismatch { .. }
+        ));
+    }
+    let certifiers = msp.certifiers_identifier(&id).unwrap();
+    msp.satisfies_principal(
+        &id,
+        &ou_principal_with_certifiers(ORG1, "department1", &certifiers),
+    )
+    .unwrap();
+    assert_eq!(certifiers, twill_crypto::sha256(&root.der()));
 }

@@ -197,7 +197,9 @@ fn intermediate_chains() {
 #[test]
 fn ca_certificate_is_not_an_identity() {
     let root = Ca::root("root");
-    let msp = Config::new(ORG1, &root).build();
+    let msp = Config::new(ORG1, &root)
+        .admin(&root.leaf("Admin", &[]))
+        .build();
     let id = Identity::from_pem(ORG1, root.pem().as_bytes()).unwrap();
     assert!(matches!(
         msp.validate(&id),
@@ -230,7 +232,9 @@ fn identity_of_other_msp_rejected() {
 #[test]
 fn without_node_ous_any_ou_is_a_member() {
     let root = Ca::root("root");
-    let msp = Config::new(ORG1, &root).build();
+    let msp = Config::new(ORG1, &root)
+        .admin(&root.leaf("Admin", &[]))
+        .build();
     let id = identity(&root.leaf("anyone", &["sales", "peer"]));
     msp.validate(&id).unwrap();
     assert_eq!(msp.node_role(&id), None);
@@ -240,7 +244,9 @@ fn without_node_ous_any_ou_is_a_member() {
 #[test]
 fn ou_identifiers_restrict_membership() {
     let root = Ca::root("root");
-    let mut cfg = Config::new(ORG1, &root).cfg;
+    let mut cfg = Config::new(ORG1, &root)
+        .admin(&root.leaf("Admin", &["COP"]))
+        .cfg;
     cfg.organizational_unit_identifiers
         .push(twill_protos::msp::FabricOuIdentifier {
             certificate: root.pem().into_bytes(),
@@ -251,6 +257,15 @@ fn ou_identifiers_restrict_membership() {
     assert!(matches!(
         msp.validate(&identity(&root.leaf("b", &["other"]))),
         Err(MspError::OuNotRecognized { .. })
+    ));
+
+    // Listed admins must pass the OU rules too when NodeOUs are off.
+    let mut outsider = cfg.clone();
+    outsider.admins = vec![root.leaf("Admin", &["other"]).pem.into_bytes()];
+    assert!(matches!(
+        Msp::from_config(&outsider),
+        Err(MspError::InvalidAdmin { index: 0, ref source })
+            if matches!(**source, MspError::OuNotRecognized { .. })
     ));
 
     // The OU certificate must be a CA of the MSP.
