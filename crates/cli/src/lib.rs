@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 
 mod configtxgen;
 mod cryptogen;
+pub mod netkit;
+mod osnadmin;
 mod policy;
 
 /// Twill — a permissioned ledger that speaks Hyperledger Fabric's protocols.
@@ -58,6 +60,14 @@ enum Command {
     ///   twill policy check "OutOf(2, 'Org1MSP.peer', 'Org2MSP.peer', 'Org3MSP.peer')"
     #[command(verbatim_doc_comment)]
     Policy(policy::PolicyArgs),
+    /// Join an orderer to channels, list them and remove them over its admin endpoint (Fabric's osnadmin).
+    ///
+    /// Example:
+    ///   twill osnadmin channel join --channel-id mychannel --config-block mychannel.block \
+    ///       -o localhost:7053 --ca-file tls/ca.crt \
+    ///       --client-cert admin/tls/client.crt --client-key admin/tls/client.key
+    #[command(verbatim_doc_comment)]
+    Osnadmin(osnadmin::OsnadminArgs),
 }
 
 /// Runs the CLI with the given arguments; returns the process exit code.
@@ -78,6 +88,7 @@ where
         Command::Cryptogen(args) => cryptogen::run(args),
         Command::Configtxgen(args) => configtxgen::run(args),
         Command::Policy(args) => policy::run(args),
+        Command::Osnadmin(args) => osnadmin::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -10,7 +10,16 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod broadcast;
+pub mod chain;
+pub mod cluster;
+pub mod config;
 pub mod cutter;
+pub mod deliver;
 pub mod msgprocessor;
+pub mod operations;
+pub mod participation;
 pub mod raft;
+pub mod registrar;
+pub mod server;
 pub mod writer;

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod orderer_e2e;
+mod osnadmin;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -511,10 +511,55 @@ impl<S: StateMachine> Core<S> {
         true
     }
 
+    /// Keeps a peer that lost its Raft log (a wiped data dir rejoining
+    /// under the same id) from crashing this node or stalling forever.
+    ///
+    /// - As a follower, a heartbeat may claim a commit index beyond our log
+    ///   (the leader remembers how far we had got before the wipe);
+    ///   raft-rs panics on that, so the commit is clamped to our last
+    ///   index. Our next append rejection then tells the leader where we
+    ///   really are.
+    /// - As leader, an append rejection hinting at an index below what we
+    ///   believe the peer has means the peer lost entries; raft-rs would
+    ///   ignore it as stale, so the peer's progress is reset to its hint
+    ///   and probed from there (or sent a snapshot if compacted away).
+    ///
+    /// Lowering a follower's commit or a leader's view of a follower only
+    /// delays progress; it never commits anything early.
+    fn guard_lost_log(&mut self, msg: &mut Message) {
+        use ::raft::eraftpb::MessageType;
+        let last_index = self.node.raft.raft_log.last_index();
+        match msg.get_msg_type() {
+            MessageType::MsgHeartbeat if msg.commit > last_index => {
+                tracing::warn!(target: LOG_TARGET, raft_id = self.cfg.id, from = msg.from, commit = msg.commit, last_index,
+                    "leader's commit index is past our log; was our data lost? clamping");
+                msg.commit = last_index;
+            }
+            MessageType::MsgAppendResponse
+                if msg.reject && self.node.raft.state == StateRole::Leader =>
+            {
+                let from = msg.from;
+                let hint = msg.reject_hint;
+                if let Some(pr) = self.node.raft.mut_prs().get_mut(from) {
+                    if hint < pr.matched {
+                        tracing::warn!(target: LOG_TARGET, raft_id = self.cfg.id, peer = from, hint, matched = pr.matched,
+                            "peer lost part of its log; probing it again from its last index");
+                        pr.matched = hint;
+                        pr.next_idx = hint + 1;
+                        pr.become_probe();
+                        self.node.raft.send_append(from);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Step(msg) => {
+            Command::Step(mut msg) => {
                 let (from, msg_type) = (msg.from, msg.get_msg_type());
+                self.guard_lost_log(&mut msg);
                 match self.node.step(*msg) {
                     Ok(()) => {}
                     Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {
