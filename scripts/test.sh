@@ -20,4 +20,4 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "interop tests with Fabric's npm packages (tests/interop)"
-TWILL_BIN="$PWD/target/debug/twill" tests/interop/run.sh
+TWILL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twill" tests/interop/run.sh

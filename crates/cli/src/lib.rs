@@ -11,6 +11,7 @@ use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod configtxgen;
 mod cryptogen;
 pub mod netkit;
@@ -68,6 +69,12 @@ enum Command {
     ///       --client-cert admin/tls/client.crt --client-key admin/tls/client.key
     #[command(verbatim_doc_comment)]
     Osnadmin(osnadmin::OsnadminArgs),
+    /// Measure Twill on this machine with real processes.
+    ///
+    /// Example:
+    ///   twill bench orderer --duration 10 --size 1024
+    #[command(verbatim_doc_comment)]
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the CLI with the given arguments; returns the process exit code.
@@ -89,6 +96,7 @@ where
         Command::Configtxgen(args) => configtxgen::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Osnadmin(args) => osnadmin::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => 0,

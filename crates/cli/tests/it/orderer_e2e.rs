@@ -463,3 +463,147 @@ fn signal(pid: u32, sig: &str) {
         .unwrap_or(false);
     assert!(ok, "kill -{sig} {pid} failed");
 }
+
+/// Sends one envelope on a fresh Broadcast stream; returns (status, info).
+async fn broadcast_one(addr: String, tls: ClientTls, env: Envelope) -> (i32, String) {
+    let channel = twill_comm::connect(&addr, Some(&tls)).await.unwrap();
+    let mut client = AtomicBroadcastClient::new(channel);
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(env).await.unwrap();
+    let mut responses = client
+        .broadcast(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = responses
+        .message()
+        .await
+        .unwrap()
+        .expect("a broadcast response");
+    drop(tx);
+    (r.status, r.info)
+}
+
+#[test]
+fn config_update_needs_enough_admin_signatures() {
+    use twill_configtx::update::{compute_update, config_update_tx, sign_config_update};
+    use twill_protos::common::{ConfigPolicy, ConfigUpdateEnvelope};
+
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir();
+    let net = net(dir.path());
+    let rt = runtime();
+    wait_leader(&net, &[0, 1, 2]);
+
+    let genesis = Block::decode(std::fs::read(&net.genesis_block).unwrap().as_slice()).unwrap();
+    let (_, env) = twill_configtx::channel::config_from_block(&genesis).unwrap();
+    let current = env.config.unwrap();
+    let mut desired = current.clone();
+    let policy = twill_policy::builder::implicit_meta_config_policy(
+        twill_protos::common::implicit_meta_policy::Rule::Any,
+        "Readers",
+    );
+    desired
+        .channel_group
+        .as_mut()
+        .unwrap()
+        .groups
+        .get_mut("Application")
+        .unwrap()
+        .policies
+        .insert(
+            "MyPolicy".into(),
+            ConfigPolicy {
+                version: 0,
+                policy: Some(policy),
+                mod_policy: "Admins".into(),
+            },
+        );
+    let update = compute_update("mychannel", &current, &desired).unwrap();
+    let bytes = update.encode_to_vec();
+    let org1 = net.signer("org1.example.com", "Org1MSP", "Admin").unwrap();
+    let org2 = net.signer("org2.example.com", "Org2MSP", "Admin").unwrap();
+    let signed_by = |signers: &[&twill_msp::SigningIdentity]| {
+        let cue = ConfigUpdateEnvelope {
+            config_update: bytes.clone(),
+            signatures: signers
+                .iter()
+                .map(|s| sign_config_update(&bytes, s).unwrap())
+                .collect(),
+        };
+        config_update_tx("mychannel", &cue, &org1).unwrap()
+    };
+    let tls = client_tls(&net);
+    let addr = net.orderers[1].client_address();
+
+    // One of two org admins: refused, naming the policy.
+    let (status, info) = rt.block_on(broadcast_one(
+        addr.clone(),
+        tls.clone(),
+        signed_by(&[&org1]),
+    ));
+    assert!(
+        status == Status::Forbidden as i32 || status == Status::BadRequest as i32,
+        "status {status}: {info}"
+    );
+    assert!(info.contains("/Channel/Application/Admins"), "{info}");
+
+    // Both: accepted, and every orderer writes the config block.
+    let (status, info) = rt.block_on(broadcast_one(addr, tls, signed_by(&[&org1, &org2])));
+    assert_eq!(status, Status::Success as i32, "{info}");
+    let height = wait_converged(&net, &[0, 1, 2], 2);
+    check_chains(&net, &rt, &[0, 1, 2], height, &[]);
+    let blocks = rt.block_on(deliver_all(&net, 0, height));
+    let (_, cfg) = twill_configtx::channel::config_from_block(&blocks[1]).unwrap();
+    let cfg = cfg.config.unwrap();
+    assert_eq!(cfg.sequence, 1);
+    assert!(cfg.channel_group.unwrap().groups["Application"]
+        .policies
+        .contains_key("MyPolicy"));
+}
+
+#[test]
+fn bad_input_gets_precise_statuses_and_the_node_keeps_serving() {
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir();
+    let net = net(dir.path());
+    let rt = runtime();
+    wait_leader(&net, &[0, 1, 2]);
+    let tls = client_tls(&net);
+    let addr = net.orderers[0].client_address();
+    let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
+
+    // Oversized: AbsoluteMaxBytes is 10 MB in this network.
+    let (_, big) = signed_envelope(&user, "mychannel", vec![1; 11 * 1024 * 1024]).unwrap();
+    let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), big));
+    assert_eq!(status, Status::BadRequest as i32, "{info}");
+    assert!(info.contains("exceeds"), "{info}");
+
+    // Bad signature.
+    let (_, mut env) = signed_envelope(&user, "mychannel", b"x".to_vec()).unwrap();
+    env.signature[10] ^= 0xff;
+    let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
+    assert_eq!(status, Status::Forbidden as i32, "{info}");
+
+    // Unknown channel.
+    let (_, env) = signed_envelope(&user, "nosuchchannel", b"x".to_vec()).unwrap();
+    let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
+    assert_eq!(status, Status::NotFound as i32, "{info}");
+
+    // Garbage payload bytes.
+    let env = Envelope {
+        payload: vec![0xff; 64],
+        signature: vec![1, 2, 3],
+    };
+    let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
+    assert_eq!(status, Status::BadRequest as i32, "{info}");
+
+    // And a good one still goes through.
+    let (_, env) = signed_envelope(&user, "mychannel", b"fine".to_vec()).unwrap();
+    let (status, info) = rt.block_on(broadcast_one(addr, tls, env));
+    assert_eq!(status, Status::Success as i32, "{info}");
+}
