@@ -51,10 +51,10 @@ struct OrdererBench {
     #[arg(long, default_value_t = 1024)]
     size: usize,
     /// Concurrent Broadcast streams, spread over the orderers.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Envelopes each stream keeps unanswered.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     window: usize,
     /// Number of orderers.
     #[arg(long, default_value_t = 3)]

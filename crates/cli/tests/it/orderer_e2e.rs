@@ -602,6 +602,40 @@ fn bad_input_gets_precise_statuses_and_the_node_keeps_serving() {
     let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
     assert_eq!(status, Status::BadRequest as i32, "{info}");
 
+    // An identity of an org that is not in the channel: refused on
+    // Broadcast (unknown MSP) and on Deliver (not a channel reader).
+    let org3 = twill_cryptogen::parse_config(
+        "PeerOrgs:\n  - Name: Org3\n    Domain: org3.example.com\n    EnableNodeOUs: true\n    Users:\n      Count: 1\n",
+        "org3.yaml",
+    )
+    .unwrap();
+    twill_cryptogen::generate(&org3, &dir.path().join("organizations")).unwrap();
+    let outsider = net.signer("org3.example.com", "Org3MSP", "User1").unwrap();
+    let (_, env) = signed_envelope(&outsider, "mychannel", b"x".to_vec()).unwrap();
+    let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
+    assert_eq!(status, Status::Forbidden as i32, "{info}");
+    assert!(info.contains("Org3MSP"), "{info}");
+    let seek = seek_envelope(&outsider, "mychannel", 0, Some(0)).unwrap();
+    let status = rt.block_on(async {
+        let channel = twill_comm::connect(&addr, Some(&tls)).await.unwrap();
+        let mut client = AtomicBroadcastClient::new(channel);
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(seek).await.unwrap();
+        let mut stream = client
+            .deliver(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let r = stream.message().await.unwrap().expect("a deliver response");
+        drop(tx);
+        r.r#type
+    });
+    assert_eq!(
+        status,
+        Some(deliver_response::Type::Status(Status::Forbidden as i32)),
+        "an outsider must not read the channel"
+    );
+
     // And a good one still goes through.
     let (_, env) = signed_envelope(&user, "mychannel", b"fine".to_vec()).unwrap();
     let (status, info) = rt.block_on(broadcast_one(addr, tls, env));
