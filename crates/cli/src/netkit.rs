@@ -364,6 +364,7 @@ impl OrdererNet {
     /// Starts orderer `i` (output appended to its log file).
     pub fn start(&mut self, i: usize) -> anyhow::Result<()> {
         let bin = self.bin_dir.join("twill-orderer");
+        let isolate = isolate_file(&self.root, i);
         let node = self
             .orderers
             .get_mut(i)
@@ -380,6 +381,7 @@ impl OrdererNet {
                 "RUST_LOG",
                 std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env("TWILL_TEST_ISOLATE_FILE", &isolate)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -424,6 +426,21 @@ impl OrdererNet {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
+    }
+
+    /// Cuts orderer `i` off from the other orderers (all cluster traffic
+    /// dropped both ways, as in a network partition) or heals it. Clients
+    /// can still reach it. Takes effect within ~50 ms.
+    pub fn isolate(&self, i: usize, isolated: bool) -> anyhow::Result<()> {
+        let file = isolate_file(&self.root, i);
+        if isolated {
+            std::fs::write(&file, b"isolated\n")
+                .with_context(|| format!("writing {}", file.display()))?;
+        } else if file.exists() {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        }
+        std::thread::sleep(Duration::from_millis(150));
         Ok(())
     }
 
@@ -533,6 +550,10 @@ impl OrdererNet {
             .join("msp");
         Ok(SigningIdentity::from_msp_dir(&dir, mspid)?)
     }
+}
+
+fn isolate_file(root: &Path, i: usize) -> PathBuf {
+    root.join(format!("orderer{i}.isolate"))
 }
 
 impl Drop for OrdererNet {

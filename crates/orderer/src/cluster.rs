@@ -284,6 +284,25 @@ impl Shared {
     }
 }
 
+/// Process-wide fault switch for tests: while set, this node drops all
+/// cluster traffic in both directions (Raft messages, forwards, block
+/// pulls), as if a network partition cut it off from the other orderers.
+/// Client-facing listeners keep working. Driven by `server::run` from the
+/// `TWILL_TEST_ISOLATE_FILE` environment variable; never set otherwise.
+static ISOLATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Cuts this node off from (or reconnects it to) the other orderers; see
+/// [`ISOLATED`].
+pub fn set_isolated(isolated: bool) {
+    if ISOLATED.swap(isolated, Ordering::SeqCst) != isolated {
+        tracing::warn!(target: LOG_TARGET, isolated, "test fault switch: cluster traffic {}", if isolated { "dropped" } else { "restored" });
+    }
+}
+
+fn isolated() -> bool {
+    ISOLATED.load(Ordering::Relaxed)
+}
+
 /// The gRPC implementation of the chains' [`Cluster`](crate::chain::Cluster)
 /// seam. See the [module docs](self).
 pub struct GrpcCluster {
@@ -484,6 +503,13 @@ impl Transport for GrpcTransport {
     fn send(&self, msg: Message, reporter: &Reporter) {
         let to = msg.to;
         let snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
+        if isolated() {
+            reporter.report_unreachable(to);
+            if snapshot {
+                reporter.report_snapshot(to, false);
+            }
+            return;
+        }
         let state = self.links.state.read();
         let Some(link) = state.links.get(&to) else {
             tracing::debug!(target: LOG_TARGET, channel = %self.links.channel, to, "no link to raft node; message dropped");
@@ -742,6 +768,11 @@ impl crate::chain::Cluster for GrpcCluster {
             status: Status::ServiceUnavailable,
             info,
         };
+        if isolated() {
+            return Err(unavailable(format!(
+                "cannot reach the leader of channel {channel}: this orderer is cut off from the cluster"
+            )));
+        }
         let Some(addr) = self
             .remotes(channel)
             .into_iter()
@@ -791,6 +822,11 @@ impl crate::chain::Cluster for GrpcCluster {
         start: u64,
         end: u64,
     ) -> Result<Vec<Block>, ChainError> {
+        if isolated() {
+            return Err(ChainError::Pull(format!(
+                "cannot pull blocks of channel {channel}: this orderer is cut off from the cluster"
+            )));
+        }
         if end <= start {
             return Ok(Vec::new());
         }
@@ -1091,6 +1127,9 @@ impl<S: ChannelSource> cluster_server::Cluster for ClusterService<S> {
                     chain
                 }
             };
+            if isolated() {
+                continue;
+            }
             let msg = decode_message(&envelope.message).map_err(|err| {
                 tonic::Status::invalid_argument(format!(
                     "malformed raft message for channel {}: {err}",
@@ -1115,6 +1154,11 @@ impl<S: ChannelSource> cluster_server::Cluster for ClusterService<S> {
         request: Request<ForwardRequest>,
     ) -> Result<Response<ForwardResponse>, tonic::Status> {
         self.check_open()?;
+        if isolated() {
+            return Err(tonic::Status::unavailable(
+                "this orderer is cut off from the cluster",
+            ));
+        }
         let cert = peer_cert_der(&request);
         let req = request.into_inner();
         let chain = self.authorize(&req.channel_id, cert.as_deref())?;
@@ -1140,6 +1184,11 @@ impl<S: ChannelSource> cluster_server::Cluster for ClusterService<S> {
         request: Request<PullRequest>,
     ) -> Result<Response<Self::PullStream>, tonic::Status> {
         self.check_open()?;
+        if isolated() {
+            return Err(tonic::Status::unavailable(
+                "this orderer is cut off from the cluster",
+            ));
+        }
         let cert = peer_cert_der(&request);
         let req = request.into_inner();
         let channel = req.channel_id;

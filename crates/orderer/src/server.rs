@@ -331,6 +331,20 @@ pub fn chain_options(config: &OrdererConfig) -> ChainOptions {
     }
 }
 
+/// Test fault injection: while the file at `path` exists, this node drops
+/// all cluster traffic ([`crate::cluster::set_isolated`]), which simulates a
+/// network partition around it. Only active when the
+/// `TWILL_TEST_ISOLATE_FILE` environment variable names such a file.
+fn spawn_isolation_watch(path: std::path::PathBuf) {
+    tracing::warn!(target: LOG, file = %path.display(), "test fault injection enabled: the node isolates itself while this file exists");
+    tokio::spawn(async move {
+        loop {
+            crate::cluster::set_isolated(path.exists());
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+}
+
 /// Runs the orderer described by `config` until `shutdown` completes. See
 /// the [module docs](self).
 pub async fn run<F>(config: OrdererConfig, shutdown: F) -> Result<()>
@@ -347,6 +361,9 @@ where
         source,
     })?;
 
+    if let Some(path) = std::env::var_os("TWILL_TEST_ISOLATE_FILE") {
+        spawn_isolation_watch(std::path::PathBuf::from(path));
+    }
     let cluster = GrpcCluster::new(material.cluster_client_tls.clone());
     let registrar = Registrar::open(
         &root,

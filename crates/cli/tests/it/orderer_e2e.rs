@@ -416,7 +416,7 @@ fn wiped_orderer_rejoins_and_catches_up() {
 }
 
 #[test]
-fn frozen_leader_is_replaced_and_chains_converge() {
+fn isolated_leader_is_replaced_and_chains_converge() {
     let _one = ONE_NETWORK_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -426,10 +426,9 @@ fn frozen_leader_is_replaced_and_chains_converge() {
     let leader = wait_leader(&net, &[0, 1, 2]);
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
 
-    // Freezing the process cuts it off from its peers (and from us), like a
-    // partition; the others must elect a new leader and keep ordering.
-    let pid = net.pid(leader).unwrap();
-    signal(pid, "STOP");
+    // Drop all of the leader's cluster traffic: the others must elect a new
+    // leader and keep ordering.
+    net.isolate(leader, true).unwrap();
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let new_leader = wait_leader(&net, &others);
     assert_ne!(new_leader, leader);
@@ -444,11 +443,48 @@ fn frozen_leader_is_replaced_and_chains_converge() {
     ));
     assert!(
         failed.is_empty(),
-        "{} envelopes failed while the old leader was frozen",
+        "{} envelopes failed while the old leader was cut off",
         failed.len()
     );
 
     // Heal: the old leader rejoins as follower and catches up.
+    net.isolate(leader, false).unwrap();
+    let height = wait_converged(&net, &[0, 1, 2], 2);
+    check_chains(&net, &rt, &[0, 1, 2], height, &acked);
+}
+
+#[test]
+fn frozen_leader_is_replaced_and_chains_converge() {
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir();
+    let net = net(dir.path());
+    let rt = runtime();
+    let leader = wait_leader(&net, &[0, 1, 2]);
+    let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
+
+    // A frozen process (SIGSTOP) stops answering anyone, mid-whatever it was
+    // doing; when thawed it must find its place again.
+    let pid = net.pid(leader).unwrap();
+    signal(pid, "STOP");
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let new_leader = wait_leader(&net, &others);
+    assert_ne!(new_leader, leader);
+    let envs: Vec<_> = (0..300)
+        .map(|n| signed_envelope(&user, "mychannel", vec![n as u8; 64]).unwrap())
+        .collect();
+    let (acked, failed) = rt.block_on(broadcast(
+        net.orderers[new_leader].client_address(),
+        client_tls(&net),
+        envs,
+        50,
+    ));
+    assert!(
+        failed.is_empty(),
+        "{} envelopes failed while the old leader was frozen",
+        failed.len()
+    );
     signal(pid, "CONT");
     let height = wait_converged(&net, &[0, 1, 2], 2);
     check_chains(&net, &rt, &[0, 1, 2], height, &acked);
