@@ -3,8 +3,8 @@
 use crate::error::{MspError, Result};
 use crate::identity::{deserialize_serialized_identity, Identity};
 use crate::msp::Msp;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use twill_protos::common::MspPrincipal;
 
@@ -15,7 +15,14 @@ use twill_protos::common::MspPrincipal;
 #[derive(Clone, Default)]
 pub struct MspManager {
     msps: BTreeMap<String, Arc<Msp>>,
+    /// Parsed identities by their serialized bytes: the same few creators
+    /// sign most transactions, and parsing an X.509 certificate costs more
+    /// than verifying the signature it carries. Shared by clones.
+    parsed: Arc<Mutex<HashMap<Vec<u8>, Identity>>>,
 }
+
+/// Distinct identities kept parsed before the cache starts over.
+const PARSED_IDENTITY_CACHE: usize = 4096;
 
 impl MspManager {
     /// A manager over `msps`; a later MSP with the same id silently replaces
@@ -46,7 +53,10 @@ impl MspManager {
                 }
             }
         }
-        Ok(MspManager { msps: map })
+        Ok(MspManager {
+            msps: map,
+            parsed: Arc::default(),
+        })
     }
 
     /// A manager over already shared MSPs; a later MSP with the same id
@@ -57,6 +67,7 @@ impl MspManager {
                 .into_iter()
                 .map(|msp| (msp.id().to_owned(), msp))
                 .collect(),
+            parsed: Arc::default(),
         }
     }
 
@@ -85,9 +96,24 @@ impl MspManager {
     /// [`MspError::UnknownMsp`] if its MSP id is not known. The identity is
     /// not validated.
     pub fn deserialize_identity(&self, serialized: &[u8]) -> Result<Identity> {
+        if let Some(id) = self
+            .parsed
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(serialized).cloned())
+        {
+            return Ok(id);
+        }
         let (mspid, id_bytes) = deserialize_serialized_identity(serialized)?;
         self.msp(&mspid)?;
-        Identity::from_pem(&mspid, &id_bytes)
+        let id = Identity::from_pem(&mspid, &id_bytes)?;
+        if let Ok(mut cache) = self.parsed.lock() {
+            if cache.len() >= PARSED_IDENTITY_CACHE {
+                cache.clear();
+            }
+            cache.insert(serialized.to_vec(), id.clone());
+        }
+        Ok(id)
     }
 
     /// Validates the identity in the MSP it claims, including expiry now;

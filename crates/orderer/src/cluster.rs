@@ -386,6 +386,22 @@ impl GrpcCluster {
     }
 
     /// The other consenters of `channel`, by raft id, with their addresses.
+    /// The raft ids whose consenter TLS certificate (client or server) is
+    /// `der` in `channel`, as known from the chain's last `transport` /
+    /// `update_peers` call. `None` when the channel is unknown here.
+    pub fn raft_ids_of_cert(&self, channel: &str, der: &[u8]) -> Option<Vec<u64>> {
+        let links = self.links(channel)?;
+        let state = links.state.read();
+        Some(
+            state
+                .peers
+                .iter()
+                .filter(|(_, c)| is_consenter_cert(std::slice::from_ref(*c), der))
+                .map(|(id, _)| *id)
+                .collect(),
+        )
+    }
+
     fn remotes(&self, channel: &str) -> Vec<(u64, String)> {
         let Some(links) = self.links(channel) else {
             return Vec::new();
@@ -994,6 +1010,9 @@ impl ClusterChain for ChainHandle {
 /// The server side of `twill.cluster.Cluster`. See the [module docs](self).
 pub struct ClusterService<S: ChannelSource = Registrar> {
     source: Arc<S>,
+    /// Who is who: when set, an inbound Raft message must come from the
+    /// raft id that belongs to the caller's certificate.
+    directory: Option<Arc<GrpcCluster>>,
     allow_insecure: bool,
     closer: ClusterCloser,
     closing: watch::Receiver<bool>,
@@ -1030,6 +1049,7 @@ impl<S: ChannelSource> ClusterService<S> {
         let (tx, closing) = watch::channel(false);
         ClusterService {
             source,
+            directory: None,
             allow_insecure: false,
             closer: ClusterCloser(Arc::new(tx)),
             closing,
@@ -1047,6 +1067,14 @@ impl<S: ChannelSource> ClusterService<S> {
         } else {
             Ok(())
         }
+    }
+
+    /// Checks the sender id of every inbound Raft message against the raft
+    /// ids `cluster` knows for the caller's certificate, so one consenter
+    /// cannot speak (vote, acknowledge) for another.
+    pub fn with_directory(mut self, cluster: Arc<GrpcCluster>) -> Self {
+        self.directory = Some(cluster);
+        self
     }
 
     /// With `true`, callers without a TLS client certificate (a plaintext
@@ -1136,6 +1164,15 @@ impl<S: ChannelSource> cluster_server::Cluster for ClusterService<S> {
                     envelope.channel_id
                 ))
             })?;
+            if let (Some(dir), Some(der)) = (&self.directory, cert.as_deref()) {
+                if let Some(ids) = dir.raft_ids_of_cert(&envelope.channel_id, der) {
+                    if !ids.contains(&msg.from) {
+                        tracing::warn!(target: LOG_TARGET, channel = %envelope.channel_id, from = msg.from, ?ids,
+                            "raft message claims a sender other than the caller's certificate; dropped");
+                        continue;
+                    }
+                }
+            }
             match chain.step(msg) {
                 Ok(()) => {}
                 Err(RaftError::Busy) => {

@@ -334,7 +334,9 @@ pub fn chain_options(config: &OrdererConfig) -> ChainOptions {
 /// Test fault injection: while the file at `path` exists, this node drops
 /// all cluster traffic ([`crate::cluster::set_isolated`]), which simulates a
 /// network partition around it. Only active when the
-/// `TWILL_TEST_ISOLATE_FILE` environment variable names such a file.
+/// `TWILL_TEST_ISOLATE_FILE` environment variable names such a file, and
+/// only in debug builds.
+#[cfg(debug_assertions)]
 fn spawn_isolation_watch(path: std::path::PathBuf) {
     tracing::warn!(target: LOG, file = %path.display(), "test fault injection enabled: the node isolates itself while this file exists");
     tokio::spawn(async move {
@@ -362,14 +364,19 @@ where
     })?;
 
     if let Some(path) = std::env::var_os("TWILL_TEST_ISOLATE_FILE") {
+        // Fault injection exists only in debug builds (the test suite's);
+        // a release binary never cuts itself off because of the environment.
+        #[cfg(debug_assertions)]
         spawn_isolation_watch(std::path::PathBuf::from(path));
+        #[cfg(not(debug_assertions))]
+        tracing::warn!(target: LOG, file = ?path, "TWILL_TEST_ISOLATE_FILE is ignored by release builds");
     }
     let cluster = GrpcCluster::new(material.cluster_client_tls.clone());
     let registrar = Registrar::open(
         &root,
         material.signer.clone(),
         material.self_cert_der.clone(),
-        cluster,
+        cluster.clone(),
         chain_options(&config),
     )
     .map_err(|source| ServerError::Registrar {
@@ -384,7 +391,7 @@ where
         "orderer started"
     );
 
-    let served = serve(&config, &material, registrar.clone(), shutdown).await;
+    let served = serve(&config, &material, registrar.clone(), cluster, shutdown).await;
     registrar.shutdown().await;
     tracing::info!(target: LOG, "orderer stopped");
     served
@@ -395,6 +402,7 @@ async fn serve<F>(
     config: &OrdererConfig,
     material: &NodeMaterial,
     registrar: Arc<Registrar>,
+    cluster: Arc<GrpcCluster>,
     shutdown: F,
 ) -> Result<()>
 where
@@ -432,7 +440,7 @@ where
     // them, so that the listeners can finish at shutdown.
     let mut cluster_closers = Vec::new();
     if cluster_address.is_none() {
-        let service = ClusterService::new(registrar.clone());
+        let service = ClusterService::new(registrar.clone()).with_directory(cluster.clone());
         cluster_closers.push(service.closer());
         router = router.add_service(cluster_server(service));
         endpoints.cluster = endpoints.client.clone();
@@ -456,7 +464,7 @@ where
                 section: "General.Cluster",
                 source: Box::new(source),
             })?;
-        let service = ClusterService::new(registrar.clone());
+        let service = ClusterService::new(registrar.clone()).with_directory(cluster.clone());
         cluster_closers.push(service.closer());
         let router = builder.add_service(cluster_server(service));
         tracing::info!(target: LOG, listen_address = %addr, "serving the cluster service");

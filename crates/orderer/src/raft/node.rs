@@ -223,6 +223,7 @@ impl RaftNode {
             id,
             ..RaftStatus::default()
         });
+        let status_tx = Arc::new(status_tx);
         let reporter = Reporter { ctrl: ctrl_tx };
         let handle = RaftHandle {
             id,
@@ -234,8 +235,9 @@ impl RaftNode {
         let thread = std::thread::Builder::new()
             .name(format!("raft-{id}"))
             .spawn(move || {
+                let core_status = status_tx.clone();
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(move || {
-                    match Core::new(cfg, storage, sm, transport, reporter, status_tx) {
+                    match Core::new(cfg, storage, sm, transport, reporter, core_status) {
                         Ok(core) => {
                             let _ = init_tx.send(Ok(()));
                             core.run(cmd_rx, ctrl_rx);
@@ -247,6 +249,9 @@ impl RaftNode {
                 }));
                 if outcome.is_err() {
                     tracing::error!(target: LOG_TARGET, raft_id = id, "raft loop panicked");
+                    // Tell every watcher the node is gone, so the chain
+                    // reports itself halted instead of looking healthy.
+                    status_tx.send_modify(|status| status.stopped = true);
                 }
             })?;
         let node = RaftNode {
@@ -303,12 +308,18 @@ struct Pending {
 
 /// The loop's state; lives on the loop thread only.
 struct Core<S: StateMachine> {
+    /// `Some(commit)` while a node that started with empty storage has not
+    /// yet caught up to the highest commit index a leader told it about.
+    /// Such a node may be an old member whose data was wiped: it no longer
+    /// remembers its votes, so it must not vote for candidates whose log
+    /// shows history it has not seen.
+    catching_up: Option<u64>,
     cfg: RaftConfig,
     node: RawNode<SledStorage>,
     sm: S,
     transport: Arc<dyn Transport>,
     reporter: Reporter,
-    status_tx: watch::Sender<RaftStatus>,
+    status_tx: Arc<watch::Sender<RaftStatus>>,
     /// The last index handed to the state machine (applied, noted or
     /// restored).
     applied: u64,
@@ -334,8 +345,9 @@ impl<S: StateMachine> Core<S> {
         mut sm: S,
         transport: Arc<dyn Transport>,
         reporter: Reporter,
-        status_tx: watch::Sender<RaftStatus>,
+        status_tx: Arc<watch::Sender<RaftStatus>>,
     ) -> RaftResult<Self> {
+        let fresh = storage.is_empty();
         if storage.is_empty() && !cfg.peers.is_empty() {
             let mut voters = cfg.peers.clone();
             voters.sort_unstable();
@@ -404,6 +416,7 @@ impl<S: StateMachine> Core<S> {
             proposals: BTreeMap::new(),
             ticks: 0,
             led_term: None,
+            catching_up: fresh.then_some(0),
         };
         core.publish_status(false);
         Ok(core)
@@ -524,11 +537,36 @@ impl<S: StateMachine> Core<S> {
     ///   ignore it as stale, so the peer's progress is reset to its hint
     ///   and probed from there (or sent a snapshot if compacted away).
     ///
+    /// - A node that started with empty storage does not vote for
+    ///   candidates with history until it has caught up (see
+    ///   `catching_up`); returns `false` for such a dropped request.
+    ///
     /// Lowering a follower's commit or a leader's view of a follower only
     /// delays progress; it never commits anything early.
-    fn guard_lost_log(&mut self, msg: &mut Message) {
+    fn guard_lost_log(&mut self, msg: &mut Message) -> bool {
         use ::raft::eraftpb::MessageType;
         let last_index = self.node.raft.raft_log.last_index();
+        if let Some(target) = self.catching_up {
+            match msg.get_msg_type() {
+                MessageType::MsgHeartbeat | MessageType::MsgAppend => {
+                    let target = target.max(msg.commit);
+                    if self.node.raft.raft_log.committed >= target && target > 0 {
+                        tracing::info!(target: LOG_TARGET, raft_id = self.cfg.id, commit = target, "fresh node caught up; voting again");
+                        self.catching_up = None;
+                    } else {
+                        self.catching_up = Some(target);
+                    }
+                }
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                    if msg.index > BOOTSTRAP_INDEX =>
+                {
+                    tracing::info!(target: LOG_TARGET, raft_id = self.cfg.id, from = msg.from, candidate_index = msg.index,
+                        "not voting: this node started empty and has not caught up with the channel's history");
+                    return false;
+                }
+                _ => {}
+            }
+        }
         match msg.get_msg_type() {
             MessageType::MsgHeartbeat if msg.commit > last_index => {
                 tracing::warn!(target: LOG_TARGET, raft_id = self.cfg.id, from = msg.from, commit = msg.commit, last_index,
@@ -553,13 +591,16 @@ impl<S: StateMachine> Core<S> {
             }
             _ => {}
         }
+        true
     }
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Step(mut msg) => {
                 let (from, msg_type) = (msg.from, msg.get_msg_type());
-                self.guard_lost_log(&mut msg);
+                if !self.guard_lost_log(&mut msg) {
+                    return;
+                }
                 match self.node.step(*msg) {
                     Ok(()) => {}
                     Err(::raft::Error::StepLocalMsg | ::raft::Error::StepPeerNotFound) => {
