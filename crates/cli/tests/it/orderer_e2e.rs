@@ -415,8 +415,9 @@ fn wiped_orderer_rejoins_and_catches_up() {
     check_chains(&net, &rt, &[0, 1, 2], height, &acked);
 }
 
-#[test]
-fn isolated_leader_is_replaced_and_chains_converge() {
+/// Cuts the leader off with `cut`, checks the others elect a new leader and
+/// keep ordering, heals with `heal`, and checks all chains converge.
+fn leader_outage(cut: impl FnOnce(&OrdererNet, usize), heal: impl FnOnce(&OrdererNet, usize)) {
     let _one = ONE_NETWORK_AT_A_TIME
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -426,9 +427,7 @@ fn isolated_leader_is_replaced_and_chains_converge() {
     let leader = wait_leader(&net, &[0, 1, 2]);
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
 
-    // Drop all of the leader's cluster traffic: the others must elect a new
-    // leader and keep ordering.
-    net.isolate(leader, true).unwrap();
+    cut(&net, leader);
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
     let new_leader = wait_leader(&net, &others);
     assert_ne!(new_leader, leader);
@@ -443,51 +442,33 @@ fn isolated_leader_is_replaced_and_chains_converge() {
     ));
     assert!(
         failed.is_empty(),
-        "{} envelopes failed while the old leader was cut off",
+        "{} envelopes failed while the old leader was out",
         failed.len()
     );
 
-    // Heal: the old leader rejoins as follower and catches up.
-    net.isolate(leader, false).unwrap();
+    heal(&net, leader);
     let height = wait_converged(&net, &[0, 1, 2], 2);
     check_chains(&net, &rt, &[0, 1, 2], height, &acked);
 }
 
 #[test]
-fn frozen_leader_is_replaced_and_chains_converge() {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let net = net(dir.path());
-    let rt = runtime();
-    let leader = wait_leader(&net, &[0, 1, 2]);
-    let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
+fn isolated_leader_is_replaced_and_chains_converge() {
+    // All of the leader's cluster traffic dropped both ways, as in a
+    // network partition; clients can still reach it.
+    leader_outage(
+        |net, leader| net.isolate(leader, true).unwrap(),
+        |net, leader| net.isolate(leader, false).unwrap(),
+    );
+}
 
+#[test]
+fn frozen_leader_is_replaced_and_chains_converge() {
     // A frozen process (SIGSTOP) stops answering anyone, mid-whatever it was
     // doing; when thawed it must find its place again.
-    let pid = net.pid(leader).unwrap();
-    signal(pid, "STOP");
-    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    let new_leader = wait_leader(&net, &others);
-    assert_ne!(new_leader, leader);
-    let envs: Vec<_> = (0..300)
-        .map(|n| signed_envelope(&user, "mychannel", vec![n as u8; 64]).unwrap())
-        .collect();
-    let (acked, failed) = rt.block_on(broadcast(
-        net.orderers[new_leader].client_address(),
-        client_tls(&net),
-        envs,
-        50,
-    ));
-    assert!(
-        failed.is_empty(),
-        "{} envelopes failed while the old leader was frozen",
-        failed.len()
+    leader_outage(
+        |net, leader| signal(net.pid(leader).unwrap(), "STOP"),
+        |net, leader| signal(net.pid(leader).unwrap(), "CONT"),
     );
-    signal(pid, "CONT");
-    let height = wait_converged(&net, &[0, 1, 2], 2);
-    check_chains(&net, &rt, &[0, 1, 2], height, &acked);
 }
 
 fn signal(pid: u32, sig: &str) {
