@@ -1551,21 +1551,24 @@ impl Dedupe {
     }
 
     fn record_block(&mut self, block: &Block) -> ChainResult<()> {
-        if let Some(data) = &block.data {
-            for env in &data.data {
-                self.pending.remove(&twill_crypto::sha256(env));
-            }
+        // Hash each envelope once: it leaves the pending set and enters the
+        // durable index under the same key.
+        let hashes = envelope_hashes(block);
+        for hash in &hashes {
+            self.pending.remove(hash);
         }
-        self.record(block)
+        self.record_hashes(block, &hashes)
     }
 
     fn record(&self, block: &Block) -> ChainResult<()> {
+        self.record_hashes(block, &envelope_hashes(block))
+    }
+
+    fn record_hashes(&self, block: &Block, hashes: &[[u8; 32]]) -> ChainResult<()> {
         let number = block.header.as_ref().map_or(0, |h| h.number);
         let mut batch = sled::Batch::default();
-        if let Some(data) = &block.data {
-            for env in &data.data {
-                batch.insert(&twill_crypto::sha256(env)[..], &number.to_be_bytes()[..]);
-            }
+        for hash in hashes {
+            batch.insert(&hash[..], &number.to_be_bytes()[..]);
         }
         batch.insert(DEDUPE_HEIGHT_KEY, &(number + 1).to_be_bytes()[..]);
         self.db.apply_batch(batch)?;
@@ -1664,6 +1667,15 @@ fn raft_metadata(block: &Block, config: &ChannelConfig) -> ChainResult<etcdraft:
 }
 
 /// Consenters by raft id.
+/// SHA-256 of every envelope of `block`, in order.
+fn envelope_hashes(block: &Block) -> Vec<[u8; 32]> {
+    block
+        .data
+        .as_ref()
+        .map(|d| d.data.iter().map(|env| twill_crypto::sha256(env)).collect())
+        .unwrap_or_default()
+}
+
 fn consenter_map(config: &ChannelConfig, ids: &[u64]) -> BTreeMap<u64, etcdraft::Consenter> {
     ids.iter()
         .copied()
