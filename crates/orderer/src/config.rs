@@ -633,6 +633,13 @@ impl OrdererConfig {
                      their TLS certificate)",
                 ));
             }
+            if !t.enabled && !is_loopback_address(&self.admin.listen_address) {
+                return Err(self.field_error(
+                    "Admin.TLS.Enabled",
+                    "the admin endpoint can join and remove channels, so without TLS it may \
+                     only listen on a loopback address (127.0.0.1, ::1, localhost)",
+                ));
+            }
             self.check_tls("Admin.TLS", t)?;
         }
         if !self.operations.listen_address.is_empty() {
@@ -1161,5 +1168,33 @@ mod tests {
             err.to_string(),
             "/cfg/orderer0.yaml: General.LocalMSPDir: directory /nonexistent-msp not found"
         );
+    }
+}
+
+/// Whether `host:port` names a loopback host.
+fn is_loopback_address(address: &str) -> bool {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    use super::is_loopback_address;
+
+    #[test]
+    fn loopback_addresses() {
+        assert!(is_loopback_address("127.0.0.1:7053"));
+        assert!(is_loopback_address("[::1]:7053"));
+        assert!(is_loopback_address("localhost:7053"));
+        assert!(!is_loopback_address("0.0.0.0:7053"));
+        assert!(!is_loopback_address("10.1.2.3:7053"));
+        assert!(!is_loopback_address("orderer.example.com:7053"));
     }
 }
