@@ -281,7 +281,7 @@ impl Registrar {
     ) -> ChainResult<ChannelInfo> {
         std::fs::create_dir_all(dir).map_err(|e| ChainError::io(dir, e))?;
         if number == 0 {
-            let chain = self.start_chain(dir, Some(&block))?;
+            let chain = off_reactor(|| self.start_chain(dir, Some(&block)))?;
             let height = chain.block_store().height();
             self.slots
                 .lock()
@@ -475,6 +475,17 @@ fn ledger_height(dir: &Path) -> u64 {
 
 /// Background onboarding of `channel`: pull up to the join block, then
 /// start the chain and make it active.
+/// Runs blocking work (opening a ledger, rebuilding the dedupe index,
+/// starting the Raft thread) without stalling the async worker it is called
+/// from, when the runtime can lend the thread out; on a single-threaded
+/// runtime (tests) it simply runs.
+fn off_reactor<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 async fn onboard(
     me: Weak<Registrar>,
     channel: String,
@@ -508,7 +519,7 @@ async fn onboard(
     let Some(registrar) = me.upgrade() else {
         return;
     };
-    match registrar.start_chain(&dir, None) {
+    match off_reactor(|| registrar.start_chain(&dir, None)) {
         Ok(chain) => {
             if let Err(err) = std::fs::remove_file(dir.join(JOIN_BLOCK_FILE)) {
                 warn!(target: LOG_TARGET, channel = %channel, %err, "cannot delete the join block file");
