@@ -571,6 +571,18 @@ impl<S: StateMachine> Core<S> {
             MessageType::MsgHeartbeat if msg.commit > last_index => {
                 tracing::warn!(target: LOG_TARGET, raft_id = self.cfg.id, from = msg.from, commit = msg.commit, last_index,
                     "leader's commit index is past our log; was our data lost? clamping");
+                // Tell the leader where our log really ends. A heartbeat
+                // alone never makes it send entries it believes we have, so
+                // answer as a rejected append hinting at our last index.
+                let mut notice = Message::default();
+                notice.set_msg_type(MessageType::MsgAppendResponse);
+                notice.to = msg.from;
+                notice.from = self.cfg.id;
+                notice.term = msg.term;
+                notice.index = msg.commit;
+                notice.reject = true;
+                notice.reject_hint = last_index;
+                self.transport.send(notice, &self.reporter);
                 msg.commit = last_index;
             }
             MessageType::MsgAppendResponse
