@@ -42,4 +42,5 @@ echo "genesis block:   $net/mychannel.block"
 
 echo
 echo "==> three orderers (separate processes, TLS, Raft) ordering signed transactions for 3 s"
+echo "    (debug build: release figures are in docs/benchmarks.md)"
 "$twill" bench orderer --duration 3 --clients 4
