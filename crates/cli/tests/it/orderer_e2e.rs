@@ -75,6 +75,34 @@ fn net(dir: &std::path::Path) -> OrdererNet {
     net
 }
 
+/// A started, joined network with a known leader, for one test at a time.
+/// Fields drop in order: processes first, then the runtime, the files and
+/// finally the lock that lets the next test start.
+struct Running {
+    net: OrdererNet,
+    rt: tokio::runtime::Runtime,
+    leader: usize,
+    _dir: TestDir,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+fn running() -> Running {
+    let one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = test_dir();
+    let net = net(dir.path());
+    let rt = runtime();
+    let leader = wait_leader(&net, &[0, 1, 2]);
+    Running {
+        net,
+        rt,
+        leader,
+        _dir: dir,
+        _one: one,
+    }
+}
+
 /// Plain HTTP GET against an operations endpoint; returns the body.
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -302,13 +330,9 @@ fn check_chains(
 
 #[test]
 fn leader_kill_loses_no_acknowledged_envelope() {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let mut net = net(dir.path());
-    let rt = runtime();
-    let leader = wait_leader(&net, &[0, 1, 2]);
+    let mut r = running();
+    let (net, rt) = (&mut r.net, &r.rt);
+    let leader = r.leader;
 
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
     let total = 10_000;
@@ -318,7 +342,7 @@ fn leader_kill_loses_no_acknowledged_envelope() {
         batches[n % clients]
             .push(signed_envelope(&user, "mychannel", vec![(n % 251) as u8; 200]).unwrap());
     }
-    let tls = client_tls(&net);
+    let tls = client_tls(net);
     let addrs: Vec<String> = net.orderers.iter().map(|o| o.client_address()).collect();
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
 
@@ -379,27 +403,22 @@ fn leader_kill_loses_no_acknowledged_envelope() {
     net.wait_listening(leader, START_TIMEOUT).unwrap();
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.iter().collect::<BTreeSet<_>>().len(), total);
-    let height = wait_converged(&net, &[0, 1, 2], 2);
-    check_chains(&net, &rt, &[0, 1, 2], height, &acked);
+    let height = wait_converged(net, &[0, 1, 2], 2);
+    check_chains(net, rt, &[0, 1, 2], height, &acked);
     let _ = alive;
 }
 
 #[test]
 fn wiped_orderer_rejoins_and_catches_up() {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let mut net = net(dir.path());
-    let rt = runtime();
-    wait_leader(&net, &[0, 1, 2]);
+    let mut r = running();
+    let (net, rt) = (&mut r.net, &r.rt);
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
     let envs: Vec<_> = (0..1500)
         .map(|n| signed_envelope(&user, "mychannel", vec![n as u8; 100]).unwrap())
         .collect();
     let (acked, failed) = rt.block_on(broadcast(
         net.orderers[0].client_address(),
-        client_tls(&net),
+        client_tls(net),
         envs,
         100,
     ));
@@ -407,36 +426,32 @@ fn wiped_orderer_rejoins_and_catches_up() {
 
     // orderer2 loses its disk.
     net.kill(2).unwrap();
-    std::fs::remove_dir_all(dir.path().join("data/orderer2")).unwrap();
+    std::fs::remove_dir_all(net.path("data/orderer2")).unwrap();
     net.start(2).unwrap();
     net.wait_listening(2, START_TIMEOUT).unwrap();
     net.join(2).unwrap();
-    let height = wait_converged(&net, &[0, 1, 2], 2);
-    check_chains(&net, &rt, &[0, 1, 2], height, &acked);
+    let height = wait_converged(net, &[0, 1, 2], 2);
+    check_chains(net, rt, &[0, 1, 2], height, &acked);
 }
 
 /// Cuts the leader off with `cut`, checks the others elect a new leader and
 /// keep ordering, heals with `heal`, and checks all chains converge.
 fn leader_outage(cut: impl FnOnce(&OrdererNet, usize), heal: impl FnOnce(&OrdererNet, usize)) {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let net = net(dir.path());
-    let rt = runtime();
-    let leader = wait_leader(&net, &[0, 1, 2]);
+    let r = running();
+    let (net, rt) = (&r.net, &r.rt);
+    let leader = r.leader;
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
 
-    cut(&net, leader);
+    cut(net, leader);
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
-    let new_leader = wait_leader(&net, &others);
+    let new_leader = wait_leader(net, &others);
     assert_ne!(new_leader, leader);
     let envs: Vec<_> = (0..500)
         .map(|n| signed_envelope(&user, "mychannel", vec![n as u8; 64]).unwrap())
         .collect();
     let (acked, failed) = rt.block_on(broadcast(
         net.orderers[new_leader].client_address(),
-        client_tls(&net),
+        client_tls(net),
         envs,
         50,
     ));
@@ -446,9 +461,9 @@ fn leader_outage(cut: impl FnOnce(&OrdererNet, usize), heal: impl FnOnce(&Ordere
         failed.len()
     );
 
-    heal(&net, leader);
-    let height = wait_converged(&net, &[0, 1, 2], 2);
-    check_chains(&net, &rt, &[0, 1, 2], height, &acked);
+    heal(net, leader);
+    let height = wait_converged(net, &[0, 1, 2], 2);
+    check_chains(net, rt, &[0, 1, 2], height, &acked);
 }
 
 #[test]
@@ -506,13 +521,8 @@ fn config_update_needs_enough_admin_signatures() {
     use twill_configtx::update::{compute_update, config_update_tx, sign_config_update};
     use twill_protos::common::{ConfigPolicy, ConfigUpdateEnvelope};
 
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let net = net(dir.path());
-    let rt = runtime();
-    wait_leader(&net, &[0, 1, 2]);
+    let r = running();
+    let (net, rt) = (&r.net, &r.rt);
 
     let genesis = Block::decode(std::fs::read(&net.genesis_block).unwrap().as_slice()).unwrap();
     let (_, env) = twill_configtx::channel::config_from_block(&genesis).unwrap();
@@ -552,7 +562,7 @@ fn config_update_needs_enough_admin_signatures() {
         };
         config_update_tx("mychannel", &cue, &org1).unwrap()
     };
-    let tls = client_tls(&net);
+    let tls = client_tls(net);
     let addr = net.orderers[1].client_address();
 
     // One of two org admins: refused, naming the policy.
@@ -570,9 +580,9 @@ fn config_update_needs_enough_admin_signatures() {
     // Both: accepted, and every orderer writes the config block.
     let (status, info) = rt.block_on(broadcast_one(addr, tls, signed_by(&[&org1, &org2])));
     assert_eq!(status, Status::Success as i32, "{info}");
-    let height = wait_converged(&net, &[0, 1, 2], 2);
-    check_chains(&net, &rt, &[0, 1, 2], height, &[]);
-    let blocks = rt.block_on(deliver_all(&net, 0, height));
+    let height = wait_converged(net, &[0, 1, 2], 2);
+    check_chains(net, rt, &[0, 1, 2], height, &[]);
+    let blocks = rt.block_on(deliver_all(net, 0, height));
     let (_, cfg) = twill_configtx::channel::config_from_block(&blocks[1]).unwrap();
     let cfg = cfg.config.unwrap();
     assert_eq!(cfg.sequence, 1);
@@ -583,14 +593,9 @@ fn config_update_needs_enough_admin_signatures() {
 
 #[test]
 fn bad_input_gets_precise_statuses_and_the_node_keeps_serving() {
-    let _one = ONE_NETWORK_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let dir = test_dir();
-    let net = net(dir.path());
-    let rt = runtime();
-    wait_leader(&net, &[0, 1, 2]);
-    let tls = client_tls(&net);
+    let r = running();
+    let (net, rt) = (&r.net, &r.rt);
+    let tls = client_tls(net);
     let addr = net.orderers[0].client_address();
     let user = net.signer("org1.example.com", "Org1MSP", "User1").unwrap();
 
@@ -626,7 +631,7 @@ fn bad_input_gets_precise_statuses_and_the_node_keeps_serving() {
         "org3.yaml",
     )
     .unwrap();
-    twill_cryptogen::generate(&org3, &dir.path().join("organizations")).unwrap();
+    twill_cryptogen::generate(&org3, &net.path("organizations")).unwrap();
     let outsider = net.signer("org3.example.com", "Org3MSP", "User1").unwrap();
     let (_, env) = signed_envelope(&outsider, "mychannel", b"x".to_vec()).unwrap();
     let (status, info) = rt.block_on(broadcast_one(addr.clone(), tls.clone(), env));
