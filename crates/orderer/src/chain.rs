@@ -1312,10 +1312,10 @@ impl ChainState {
         is_config: bool,
         index: u64,
     ) -> ChainResult<()> {
-        let mut block = self.writer.create_next(envelopes);
         self.meta.raft_index = index;
-        self.writer
-            .commit(&mut block, is_config, self.meta.encode_to_vec())?;
+        let block = self
+            .writer
+            .write_next(envelopes, is_config, self.meta.encode_to_vec())?;
         self.store.append(&block)?;
         self.dedupe.record_block(&block)?;
         debug!(
