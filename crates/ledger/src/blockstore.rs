@@ -13,8 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use twill_configtx::block::{block_data_hash, block_header_hash};
 use twill_protos::common::{
-    Block, BlockData, BlockHeader, BlockMetadataIndex, ChannelHeader, Envelope, LastConfig,
-    Metadata, OrdererBlockMetadata, Payload,
+    Block, BlockData, BlockHeader, BlockMetadataIndex, LastConfig, Metadata, OrdererBlockMetadata,
 };
 
 use crate::error::{CorruptIssue, IndexIssue, LastConfigIssue, LedgerError, Result};
@@ -232,11 +231,7 @@ fn check_link(header: &BlockHeader, tip: &Tip) -> std::result::Result<(), ChainF
 
 /// The tx id in an envelope's channel header, if it decodes and is set.
 fn envelope_tx_id(bytes: &[u8]) -> Option<String> {
-    let envelope = Envelope::decode(bytes).ok()?;
-    let payload = Payload::decode(envelope.payload.as_slice()).ok()?;
-    let header = payload.header?;
-    let channel_header = ChannelHeader::decode(header.channel_header.as_slice()).ok()?;
-    (!channel_header.tx_id.is_empty()).then_some(channel_header.tx_id)
+    twill_protos::wire::envelope_tx_id(bytes)
 }
 
 /// The transactions of a block to index: first occurrence of each tx id
@@ -470,6 +465,19 @@ impl BlockStore {
     /// block is on disk (`fdatasync`ed) and visible to readers, and
     /// subscribers have been told the new height.
     pub fn append(&self, block: &Block) -> Result<()> {
+        check_data_hash(block).map_err(ChainFault::into_append_error)?;
+        self.append_prepared(block)
+    }
+
+    /// Like [`append`](Self::append) but trusts the block's `data_hash`
+    /// instead of re-hashing its data: for a writer that has just built the
+    /// block and computed that hash itself (the orderer's hot path). The
+    /// number and previous-hash checks still apply.
+    pub fn append_built(&self, block: &Block) -> Result<()> {
+        self.append_prepared(block)
+    }
+
+    fn append_prepared(&self, block: &Block) -> Result<()> {
         let prepared = Self::prepare(block)?;
         let mut writer = self.writer.lock();
         if writer.failed {
@@ -534,9 +542,9 @@ impl BlockStore {
         Ok(())
     }
 
-    /// Checks what can be checked without the tip and serialises the block.
+    /// Serialises the block and extracts what the index needs.
     fn prepare(block: &Block) -> Result<Prepared> {
-        let header = check_data_hash(block).map_err(ChainFault::into_append_error)?;
+        let header = block.header.as_ref().ok_or(LedgerError::MissingHeader)?;
         let mut record = Vec::with_capacity(RECORD_HEADER_LEN + block.encoded_len());
         record.resize(RECORD_HEADER_LEN, 0);
         block

@@ -359,13 +359,11 @@ async fn handle<M: ChainManager>(
 
 async fn order_normal<C: ChainSupport>(chain: &C, env: Envelope) -> Result<(), Reject> {
     let cfg = chain.config();
-    let bytes = tokio::task::spawn_blocking(move || {
-        let len = env.encoded_len();
-        msgprocessor::check_normal(len, &env, &cfg).map(|()| env.encode_to_vec())
-    })
-    .await
-    .map_err(|e| Reject::internal(format!("envelope check failed: {e}")))??;
-    chain.order(bytes).await
+    // Checked inline: one signature verification (~0.1 ms) is cheaper than
+    // handing every envelope to the blocking pool and back.
+    let len = env.encoded_len();
+    msgprocessor::check_normal(len, &env, &cfg)?;
+    chain.order(env.encode_to_vec()).await
 }
 
 async fn order_config_update<C: ChainSupport>(

@@ -110,7 +110,7 @@
 //!   config entry.
 //! - Pulled blocks are held in memory until the whole range has arrived.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1227,10 +1227,11 @@ impl ChainState {
                         debug!(target: LOG_TARGET, channel = %self.channel_id, index, "dropped a duplicate envelope");
                         continue;
                     }
-                    self.dedupe.pending.insert(hash);
+                    self.dedupe.push_pending(hash);
                     let (batches, _) = self.cutter.ordered(env);
                     for batch in batches {
-                        self.write_block(batch, false, index)?;
+                        let hashes = self.dedupe.take_pending(batch.len());
+                        self.write_block(batch, hashes, false, index)?;
                         cut = true;
                     }
                 }
@@ -1240,7 +1241,8 @@ impl ChainState {
             }) => {
                 if height == self.store.height() && self.cutter.pending_len() > 0 {
                     let batch = self.cutter.cut();
-                    self.write_block(batch, false, index)?;
+                    let hashes = self.dedupe.take_pending(batch.len());
+                    self.write_block(batch, hashes, false, index)?;
                     cut = true;
                 }
             }
@@ -1306,9 +1308,12 @@ impl ChainState {
     }
 
     /// Writes the next block holding `envelopes`, completed by entry `index`.
+    /// Writes the next block from `envelopes`, whose SHA-256 hashes (in
+    /// order) are `hashes`.
     fn write_block(
         &mut self,
         envelopes: Vec<Vec<u8>>,
+        hashes: Vec<[u8; 32]>,
         is_config: bool,
         index: u64,
     ) -> ChainResult<()> {
@@ -1316,8 +1321,9 @@ impl ChainState {
         let block = self
             .writer
             .write_next(envelopes, is_config, self.meta.encode_to_vec())?;
-        self.store.append(&block)?;
-        self.dedupe.record_block(&block)?;
+        // The writer computed the data hash itself a moment ago.
+        self.store.append_built(&block)?;
+        self.dedupe.record_hashes(&block, &hashes)?;
         debug!(
             target: LOG_TARGET,
             channel = %self.channel_id,
@@ -1368,12 +1374,12 @@ impl ChainState {
         };
         if self.cutter.pending_len() > 0 {
             let batch = self.cutter.cut();
-            self.write_block(batch, false, index)?;
+            let hashes = self.dedupe.take_pending(batch.len());
+            self.write_block(batch, hashes, false, index)?;
         }
         self.meta.consenter_ids = ids;
         self.meta.next_consenter_id = next_id;
-        self.dedupe.pending.insert(hash);
-        self.write_block(vec![env_bytes], true, index)?;
+        self.write_block(vec![env_bytes], vec![hash], true, index)?;
         info!(
             target: LOG_TARGET,
             channel = %self.channel_id,
@@ -1439,7 +1445,7 @@ impl ChainState {
             }
         }
         self.cutter.cut();
-        self.dedupe.pending.clear();
+        self.dedupe.clear_pending();
         self.pending_since = None;
         self.processed = self.processed.max(index);
         self.durable = self.durable.max(index);
@@ -1516,6 +1522,9 @@ struct Dedupe {
     db: sled::Db,
     /// Hashes of the envelopes pending in the cutter.
     pending: HashSet<[u8; 32]>,
+    /// The same hashes in cutter order, so that a cut batch takes its
+    /// hashes from the front instead of hashing its envelopes again.
+    order: VecDeque<[u8; 32]>,
 }
 
 impl Dedupe {
@@ -1539,6 +1548,7 @@ impl Dedupe {
         let dedupe = Dedupe {
             db,
             pending: HashSet::new(),
+            order: VecDeque::new(),
         };
         for number in indexed..height {
             dedupe.record(&read_block(store, number)?)?;
@@ -1550,6 +1560,28 @@ impl Dedupe {
         Ok(self.pending.contains(hash) || self.db.contains_key(hash)?)
     }
 
+    /// Notes an envelope that has just entered the cutter.
+    fn push_pending(&mut self, hash: [u8; 32]) {
+        self.pending.insert(hash);
+        self.order.push_back(hash);
+    }
+
+    /// The hashes of the next `n` envelopes the cutter released (cutter
+    /// order is first in, first out), no longer pending.
+    fn take_pending(&mut self, n: usize) -> Vec<[u8; 32]> {
+        let n = n.min(self.order.len());
+        let hashes: Vec<[u8; 32]> = self.order.drain(..n).collect();
+        for hash in &hashes {
+            self.pending.remove(hash);
+        }
+        hashes
+    }
+
+    fn clear_pending(&mut self) {
+        self.pending.clear();
+        self.order.clear();
+    }
+
     fn record_block(&mut self, block: &Block) -> ChainResult<()> {
         // Hash each envelope once: it leaves the pending set and enters the
         // durable index under the same key.
@@ -1557,6 +1589,7 @@ impl Dedupe {
         for hash in &hashes {
             self.pending.remove(hash);
         }
+        self.order.retain(|h| !hashes.contains(h));
         self.record_hashes(block, &hashes)
     }
 

@@ -44,7 +44,8 @@ use twill_configtx::update::{config_update_from_envelope, validate_update};
 use twill_configtx::ConfigtxError;
 use twill_msp::{Identity, MspError, SigningIdentity};
 use twill_protos::common::{
-    ChannelHeader, Config, ConfigEnvelope, Envelope, HeaderType, Payload, SignatureHeader, Status,
+    ChannelHeader, Config, ConfigEnvelope, Envelope, Header, HeaderType, Payload, SignatureHeader,
+    Status,
 };
 use twill_protos::orderer::{BroadcastResponse, SeekInfo};
 
@@ -140,7 +141,7 @@ struct Parsed {
 /// BAD_REQUEST if the payload, its header or the channel header do not
 /// decode.
 pub fn classify(env: &Envelope) -> Result<(Classification, ChannelHeader)> {
-    let parsed = parse(env)?;
+    let parsed = parse_headers(env)?;
     let class = if parsed.channel_header.r#type == HeaderType::ConfigUpdate as i32 {
         Classification::ConfigUpdate
     } else {
@@ -170,7 +171,7 @@ pub fn check_normal_at(
     now: SystemTime,
 ) -> Result<()> {
     check_size(env_bytes_len, env, cfg)?;
-    let parsed = parse(env)?;
+    let parsed = parse_headers(env)?;
     let kind = parsed.channel_header.r#type;
     if kind == HeaderType::Config as i32 {
         return Err(Reject::bad_request(
@@ -381,6 +382,31 @@ fn check_size(len: usize, env: &Envelope, cfg: &ChannelConfig) -> Result<()> {
     Ok(())
 }
 
+/// The decoded headers of an envelope, without its payload data.
+struct Headers {
+    channel_header: ChannelHeader,
+    signature_header: SignatureHeader,
+}
+
+/// Decodes only the payload's header: the hot Broadcast path does not need
+/// (or copy) the payload data. The payload's own fields are still walked, so
+/// a structurally malformed payload is refused as [`parse`] would.
+fn parse_headers(env: &Envelope) -> Result<Headers> {
+    let header = twill_protos::wire::field(&env.payload, 1)
+        .map_err(|e| Reject::bad_request(format!("malformed envelope payload: {e}")))?
+        .ok_or_else(|| Reject::bad_request("envelope payload has no header"))?;
+    let header = Header::decode(header)
+        .map_err(|e| Reject::bad_request(format!("malformed envelope payload: {e}")))?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice())
+        .map_err(|e| Reject::bad_request(format!("malformed channel header: {e}")))?;
+    let signature_header = SignatureHeader::decode(header.signature_header.as_slice())
+        .map_err(|e| Reject::bad_request(format!("malformed signature header: {e}")))?;
+    Ok(Headers {
+        channel_header,
+        signature_header,
+    })
+}
+
 fn parse(env: &Envelope) -> Result<Parsed> {
     let payload = Payload::decode(env.payload.as_slice())
         .map_err(|e| Reject::bad_request(format!("malformed envelope payload: {e}")))?;
@@ -424,23 +450,26 @@ fn authorize(
             )))
         }
     };
-    let name = format!("{} '{}'", id.mspid(), id.common_name());
+    let name = || format!("{} '{}'", id.mspid(), id.common_name());
     match cfg.msps.validate_at(&id, now) {
         Ok(()) => {}
         Err(e @ MspError::Expired { .. }) => {
             return Err(Reject::forbidden(format!(
-                "{who} identity {name} expired: {e}"
+                "{who} identity {} expired: {e}",
+                name()
             )))
         }
         Err(e) => {
             return Err(Reject::forbidden(format!(
-                "{who} identity {name} is not valid: {e}"
+                "{who} identity {} is not valid: {e}",
+                name()
             )))
         }
     }
     if let Err(e) = id.verify(&env.payload, &env.signature) {
         return Err(Reject::forbidden(format!(
-            "signature of {who} {name} over the envelope payload is invalid: {e}"
+            "signature of {who} {} over the envelope payload is invalid: {e}",
+            name()
         )));
     }
     let policy = cfg
@@ -451,7 +480,8 @@ fn authorize(
         .evaluate_identities(std::slice::from_ref(&id))
         .map_err(|e| {
             Reject::forbidden(format!(
-                "{who} {name} does not satisfy policy {policy_path}: {e}"
+                "{who} {} does not satisfy policy {policy_path}: {e}",
+                name()
             ))
         })?;
     Ok(id)

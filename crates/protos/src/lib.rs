@@ -34,6 +34,8 @@
 #![allow(missing_docs, clippy::all, clippy::unwrap_used)]
 
 pub use prost;
+
+pub mod wire;
 pub use prost_types;
 
 /// Fabric package `common`.
