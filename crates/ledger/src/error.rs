@@ -121,6 +121,11 @@ pub enum LedgerError {
         reason: &'static str,
     },
 
+    /// The state database, history index or savepoint failed; see
+    /// [`StateError`](crate::state::StateError).
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+
     /// [`BlockStoreOptions`](crate::BlockStoreOptions) that cannot work.
     #[error("invalid block store options: {reason}")]
     InvalidOptions {
@@ -156,6 +161,7 @@ impl LedgerError {
             LedgerError::Locked { .. } => "LEDGER_LOCKED",
             LedgerError::InvalidChannelId { .. } => "LEDGER_INVALID_CHANNEL_ID",
             LedgerError::InvalidOptions { .. } => "LEDGER_INVALID_OPTIONS",
+            LedgerError::State(e) => e.code(),
             LedgerError::BadLastConfig { .. } => "LEDGER_BAD_LAST_CONFIG",
         }
     }

@@ -83,6 +83,34 @@
 //! assert_eq!(store.height(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # State database
+//!
+//! [`state::StateDb`] is the peer's versioned world state for one channel,
+//! with the history index (`GetHistoryForKey`, newest first) and the
+//! savepoint (last block whose effects are applied), all in one sled tree.
+//! The committer hands it each block's [`state::UpdateBatch`];
+//! [`state::StateDb::commit`] writes values, metadata, history and the new
+//! savepoint in one atomic sled batch, without fsync: after a crash the
+//! committer replays the blocks after the savepoint from the block store.
+//! Range queries, pagination bookmarks and composite keys
+//! ([`state::composite`]) behave as on Fabric's LevelDB state database.
+//!
+//! ```
+//! use twill_ledger::state::{create_composite_key, Height, KeyWrite, StateDb, UpdateBatch};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = StateDb::open(dir.path())?;
+//! let key = create_composite_key("owner", ["alice", "car1"])?;
+//! let mut batch = UpdateBatch::default();
+//! batch.put("fabcar", &key, KeyWrite::Put(b"blue".to_vec()), Height::new(1, 0));
+//! db.commit(&batch, 1)?;
+//!
+//! assert_eq!(db.get_version("fabcar", &key)?, Some(Height::new(1, 0)));
+//! assert_eq!(db.savepoint()?, Some(1));
+//! assert_eq!(db.history("fabcar", &key)?.len(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
@@ -91,6 +119,8 @@ mod error;
 pub mod format;
 mod index;
 mod records;
+pub mod richquery;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 

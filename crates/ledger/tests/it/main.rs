@@ -6,4 +6,6 @@
 mod blockstore;
 mod crash;
 mod recovery;
+mod richquery;
+mod state;
 mod support;
