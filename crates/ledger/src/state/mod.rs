@@ -47,6 +47,7 @@ pub mod composite;
 mod db;
 mod encoding;
 mod error;
+mod query;
 mod types;
 
 pub use composite::{
