@@ -12,10 +12,12 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_commit;
 mod configtxgen;
 mod cryptogen;
 pub mod netkit;
 mod osnadmin;
+pub mod peer;
 mod policy;
 
 /// Twill — a permissioned ledger that speaks Hyperledger Fabric's protocols.
@@ -69,6 +71,13 @@ enum Command {
     ///       --client-cert admin/tls/client.crt --client-key admin/tls/client.key
     #[command(verbatim_doc_comment)]
     Osnadmin(osnadmin::OsnadminArgs),
+    /// Join a peer to channels, list them and query their height (Fabric's peer channel).
+    ///
+    /// Example:
+    ///   twill peer channel join -b mychannel.block --peer-address localhost:7051 \
+    ///       --tls-ca tlsca.pem --msp-dir users/Admin@org1.example.com/msp --msp-id Org1MSP
+    #[command(verbatim_doc_comment)]
+    Peer(peer::PeerArgs),
     /// Measure Twill on this machine with real processes.
     ///
     /// Example:
@@ -96,6 +105,7 @@ where
         Command::Configtxgen(args) => configtxgen::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Osnadmin(args) => osnadmin::run(args),
+        Command::Peer(args) => peer::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -1,9 +1,10 @@
 //! Blocks, envelopes and the hashes Fabric defines over them.
 
 use prost::Message;
+use twill_policy::{Policy, SignedData};
 use twill_protos::common::{
-    Block, BlockData, BlockHeader, BlockMetadata, ChannelHeader, Envelope, Header, HeaderType,
-    Payload, SignatureHeader,
+    Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex, ChannelHeader, Envelope,
+    Header, HeaderType, Metadata, Payload, SignatureHeader,
 };
 
 /// Number of block metadata slots (SIGNATURES .. COMMIT_HASH).
@@ -138,6 +139,91 @@ pub fn envelope(
         payload: payload.encode_to_vec(),
         signature: Vec::new(),
     }
+}
+
+/// Why a block's orderer signatures were refused by
+/// [`verify_block_signatures`].
+#[derive(Debug, thiserror::Error)]
+pub enum BlockVerifyError {
+    /// The block has no header.
+    #[error("block has no header")]
+    NoHeader,
+    /// A message in the SIGNATURES slot does not decode.
+    #[error("block {number}: cannot decode {what}: {source}")]
+    Decode {
+        /// The block number.
+        number: u64,
+        /// Which message.
+        what: &'static str,
+        /// The decoder's error.
+        source: prost::DecodeError,
+    },
+    /// The SIGNATURES slot is absent or empty.
+    #[error("block {number} carries no orderer signatures")]
+    NoSignatures {
+        /// The block number.
+        number: u64,
+    },
+    /// The signatures do not satisfy the block validation policy.
+    #[error("block {number}: signatures do not satisfy the block validation policy: {source}")]
+    PolicyNotSatisfied {
+        /// The block number.
+        number: u64,
+        /// Why the policy failed.
+        source: twill_policy::PolicyError,
+    },
+}
+
+/// Checks a block's orderer signatures against `policy` (normally
+/// `/Channel/Orderer/BlockValidation`), as peers and following orderers do.
+///
+/// Each entry of the SIGNATURES slot's `Metadata` stands for the signed data
+/// `value ‖ signature_header ‖ DER(header)` (see [`block_header_bytes`]) by
+/// the header's creator; the policy decides whether the entries that verify
+/// are enough. Entries with only an identifier header (BFT orderers) are
+/// skipped. The data hash is not checked here: the header commits to it, so
+/// compare it with [`block_data_hash`] separately.
+pub fn verify_block_signatures(block: &Block, policy: &dyn Policy) -> Result<(), BlockVerifyError> {
+    let header = block.header.as_ref().ok_or(BlockVerifyError::NoHeader)?;
+    let number = header.number;
+    let slot = block
+        .metadata
+        .as_ref()
+        .and_then(|m| m.metadata.get(BlockMetadataIndex::Signatures as usize))
+        .filter(|bytes| !bytes.is_empty())
+        .ok_or(BlockVerifyError::NoSignatures { number })?;
+    let md = Metadata::decode(slot.as_slice()).map_err(|source| BlockVerifyError::Decode {
+        number,
+        what: "block Metadata",
+        source,
+    })?;
+    let header_bytes = block_header_bytes(header);
+    let mut signed = Vec::with_capacity(md.signatures.len());
+    for sig in &md.signatures {
+        if sig.signature_header.is_empty() && !sig.identifier_header.is_empty() {
+            continue;
+        }
+        let sh = SignatureHeader::decode(sig.signature_header.as_slice()).map_err(|source| {
+            BlockVerifyError::Decode {
+                number,
+                what: "SignatureHeader",
+                source,
+            }
+        })?;
+        let mut data =
+            Vec::with_capacity(md.value.len() + sig.signature_header.len() + header_bytes.len());
+        data.extend_from_slice(&md.value);
+        data.extend_from_slice(&sig.signature_header);
+        data.extend_from_slice(&header_bytes);
+        signed.push(SignedData {
+            data,
+            identity: sh.creator,
+            signature: sig.signature.clone(),
+        });
+    }
+    policy
+        .evaluate(&signed)
+        .map_err(|source| BlockVerifyError::PolicyNotSatisfied { number, source })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use prost::Message;
 use tracing::debug;
 use twill_configtx::block::{block_data_hash, block_header_bytes, block_header_hash, new_block};
 use twill_msp::SigningIdentity;
-use twill_policy::{Policy, SignedData};
+use twill_policy::Policy;
 use twill_protos::common::{
     Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex, ChannelHeader, Envelope,
     HeaderType, LastConfig, Metadata, MetadataSignature, OrdererBlockMetadata, Payload,
@@ -412,25 +412,26 @@ pub fn consenter_metadata(block: &Block) -> Result<Vec<u8>> {
 /// valid ones suffice. Signatures carrying only an identifier header (BFT
 /// orderers) are skipped. The data hash is not checked here.
 pub fn verify_block_signatures(block: &Block, policy: &dyn Policy) -> Result<()> {
-    let header = header_of(block)?;
-    let number = header.number;
-    let md = slot(block, SIGNATURES_SLOT, number)?.ok_or(WriterError::NoSignatures { number })?;
-    let header_bytes = block_header_bytes(header);
-    let mut signed = Vec::with_capacity(md.signatures.len());
-    for sig in &md.signatures {
-        if sig.signature_header.is_empty() && !sig.identifier_header.is_empty() {
-            continue;
+    use twill_configtx::block::BlockVerifyError;
+    twill_configtx::block::verify_block_signatures(block, policy).map_err(|e| match e {
+        BlockVerifyError::NoHeader => WriterError::Malformed {
+            number: u64::MAX,
+            reason: "block has no header".into(),
+        },
+        BlockVerifyError::Decode {
+            number,
+            what,
+            source,
+        } => WriterError::Decode {
+            number,
+            what,
+            source,
+        },
+        BlockVerifyError::NoSignatures { number } => WriterError::NoSignatures { number },
+        BlockVerifyError::PolicyNotSatisfied { number, source } => {
+            WriterError::PolicyNotSatisfied { number, source }
         }
-        let sh = decode::<SignatureHeader>(&sig.signature_header, number, "SignatureHeader")?;
-        signed.push(SignedData {
-            data: concat(&[&md.value, &sig.signature_header, &header_bytes]),
-            identity: sh.creator,
-            signature: sig.signature.clone(),
-        });
-    }
-    policy
-        .evaluate(&signed)
-        .map_err(|source| WriterError::PolicyNotSatisfied { number, source })
+    })
 }
 
 fn header_of(block: &Block) -> Result<&BlockHeader> {

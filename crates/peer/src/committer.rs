@@ -1,0 +1,427 @@
+//! The real committer: validation, state, history and crash recovery.
+//!
+//! [`LedgerCommitter`] is the [`Committer`] the peer runs with. For each
+//! channel it keeps a [`StateDb`] next to the block store
+//! (`<ledger root>/<channel>/state/`) and a [`BlockValidator`]. A block
+//! goes through:
+//!
+//! 1. [`BlockValidator::verify_block`]: data hash and orderer signatures
+//!    against the config in force (not for block 0, which join supplies);
+//! 2. [`BlockValidator::validate`]: one `TxValidationCode` per transaction
+//!    and the writes of the valid ones;
+//! 3. the codes go into the TRANSACTIONS_FILTER and the block is appended
+//!    to the block store (`fdatasync`ed);
+//! 4. state writes, history and the savepoint are committed in one atomic
+//!    sled batch ([`StateDb::commit`]);
+//! 5. a config block replaces the channel config for the next block.
+//!
+//! # Recovery
+//!
+//! The block store is the source of truth. After a crash the state DB's
+//! savepoint may be behind the block store (step 4 not done, or not yet
+//! flushed by sled). When a channel is opened, every block past the
+//! savepoint is validated again against the config and state in force
+//! before it — with the tx-id index limited to earlier blocks, so a block's
+//! own transactions do not count as duplicates — and its writes are
+//! committed. Validation is deterministic, so the codes equal those in the
+//! stored TRANSACTIONS_FILTER; a difference stops the open with an error
+//! rather than committing a state no other peer has.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tracing::{info, warn};
+use twill_configtx::channel::ChannelConfig;
+use twill_ledger::state::{Height, StateDb, UpdateBatch};
+use twill_ledger::{BlockStore, LedgerError};
+use twill_protos::common::Block;
+use twill_protos::peer::TxValidationCode;
+
+use crate::blocks;
+use crate::channel::{config_of, Channel, CommitError, CommitOutcome, Committer};
+use crate::validation::{
+    set_tx_filter, tx_filter, BlockValidator, StateAccessError, StateView, TxIdIndex,
+};
+
+const LOG: &str = "peer::committer";
+
+/// Folder of a channel's state database inside its ledger folder.
+pub const STATE_DIR: &str = "state";
+
+/// The per-channel handles of the committer.
+pub struct ChannelLedger {
+    state: Arc<StateDb>,
+    validator: BlockValidator,
+}
+
+impl ChannelLedger {
+    /// The channel's state database (for queries and simulation).
+    pub fn state(&self) -> &Arc<StateDb> {
+        &self.state
+    }
+}
+
+/// Validates and commits blocks with state and history (see the
+/// [module docs](self)).
+pub struct LedgerCommitter {
+    threads: usize,
+    channels: Mutex<HashMap<String, Arc<ChannelLedger>>>,
+}
+
+impl std::fmt::Debug for LedgerCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerCommitter")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LedgerCommitter {
+    /// A committer validating on `threads` threads per channel (0 = one per
+    /// core).
+    pub fn new(threads: usize) -> Self {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        LedgerCommitter {
+            threads,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The handles of an opened channel.
+    pub fn channel(&self, id: &str) -> Option<Arc<ChannelLedger>> {
+        self.channels.lock().get(id).cloned()
+    }
+
+    fn ledger_of(&self, channel: &Channel) -> Result<Arc<ChannelLedger>, CommitError> {
+        self.channel(channel.id())
+            .ok_or_else(|| CommitError::Other {
+                channel: channel.id().to_string(),
+                number: channel.height(),
+                reason: "the channel's state database is not open".into(),
+            })
+    }
+}
+
+impl Default for LedgerCommitter {
+    fn default() -> Self {
+        LedgerCommitter::new(0)
+    }
+}
+
+fn other(channel: &Channel, number: u64, reason: impl std::fmt::Display) -> CommitError {
+    CommitError::Other {
+        channel: channel.id().to_string(),
+        number,
+        reason: reason.to_string(),
+    }
+}
+
+impl Committer for LedgerCommitter {
+    fn open_channel(&self, channel: &Channel) -> Result<(), CommitError> {
+        let dir = channel.store().dir().join(STATE_DIR);
+        let state = StateDb::open(&dir).map_err(|e| {
+            other(
+                channel,
+                channel.height(),
+                format!("opening {}: {e}", dir.display()),
+            )
+        })?;
+        let ledger = Arc::new(ChannelLedger {
+            state: Arc::new(state),
+            validator: BlockValidator::new(channel.id(), self.threads),
+        });
+        recover(channel, &ledger)?;
+        self.channels
+            .lock()
+            .insert(channel.id().to_string(), ledger);
+        Ok(())
+    }
+
+    fn commit(&self, channel: &Channel, mut block: Block) -> Result<CommitOutcome, CommitError> {
+        let ledger = self.ledger_of(channel)?;
+        let number = blocks::block_number(&block);
+        let height = channel.height();
+        if number != height {
+            return Err(CommitError::NotNext {
+                channel: channel.id().to_string(),
+                number,
+                height,
+            });
+        }
+        if number == 0 {
+            return commit_genesis(channel, &ledger, block);
+        }
+        let config = channel.config();
+        ledger
+            .validator
+            .verify_block(&block, &config)
+            .map_err(|e| other(channel, number, e))?;
+        let validated = ledger
+            .validator
+            .validate(
+                &block,
+                &config,
+                &StateAdapter(&ledger.state),
+                &TxIds {
+                    store: channel.store(),
+                    below: number,
+                },
+            )
+            .map_err(|e| other(channel, number, e))?;
+        set_tx_filter(&mut block, &validated.codes);
+        // verify_block checked the data hash.
+        channel
+            .store()
+            .append_built(&block)
+            .map_err(|source| CommitError::Ledger {
+                channel: channel.id().to_string(),
+                source,
+            })?;
+        ledger
+            .state
+            .commit(&normalise(validated.batch), number)
+            .map_err(|e| other(channel, number, e))?;
+        let config_updated = validated.new_config.is_some();
+        if let Some(cfg) = validated.new_config {
+            info!(target: LOG, channel = %channel.id(), number, sequence = cfg.config.sequence, "channel config updated");
+            channel.set_config(cfg);
+        }
+        Ok(CommitOutcome {
+            number,
+            validation_codes: codes_bytes(&validated.codes),
+            config_updated,
+        })
+    }
+}
+
+/// Block 0: no orderer signatures to check, no transactions to validate
+/// (its config transaction is the channel's starting config).
+fn commit_genesis(
+    channel: &Channel,
+    ledger: &ChannelLedger,
+    mut block: Block,
+) -> Result<CommitOutcome, CommitError> {
+    blocks::check_data_hash(&block).map_err(|source| CommitError::Block {
+        channel: channel.id().to_string(),
+        source,
+    })?;
+    let codes = blocks::all_valid(blocks::tx_count(&block));
+    blocks::set_tx_filter(&mut block, codes.clone());
+    channel
+        .store()
+        .append_built(&block)
+        .map_err(|source| CommitError::Ledger {
+            channel: channel.id().to_string(),
+            source,
+        })?;
+    if ledger
+        .state
+        .savepoint()
+        .map_err(|e| other(channel, 0, e))?
+        .is_none()
+    {
+        ledger
+            .state
+            .commit(&UpdateBatch::default(), 0)
+            .map_err(|e| other(channel, 0, e))?;
+    }
+    Ok(CommitOutcome {
+        number: 0,
+        validation_codes: codes,
+        config_updated: false,
+    })
+}
+
+/// Re-applies the blocks the block store holds past the state savepoint.
+fn recover(channel: &Channel, ledger: &ChannelLedger) -> Result<(), CommitError> {
+    let store = channel.store();
+    let height = store.height();
+    if height == 0 {
+        return Ok(());
+    }
+    let savepoint = ledger.state.savepoint().map_err(|e| other(channel, 0, e))?;
+    let first = match savepoint {
+        Some(s) if s + 1 >= height => return Ok(()),
+        Some(s) => s + 1,
+        None => {
+            // Only the genesis block can precede the first savepoint.
+            ledger
+                .state
+                .commit(&UpdateBatch::default(), 0)
+                .map_err(|e| other(channel, 0, e))?;
+            1
+        }
+    };
+    if first >= height {
+        return Ok(());
+    }
+    let read = |n: u64| -> Result<Block, CommitError> {
+        store
+            .block(n)
+            .map_err(|source| CommitError::Ledger {
+                channel: channel.id().to_string(),
+                source,
+            })?
+            .ok_or_else(|| other(channel, n, "block missing from the block store"))
+    };
+    let mut config = config_before(channel, first, &read)?;
+    warn!(target: LOG, channel = %channel.id(), from = first, to = height - 1, "state is behind the block store; re-applying blocks");
+    for number in first..height {
+        let block = read(number)?;
+        let validated = ledger
+            .validator
+            .validate(
+                &block,
+                &config,
+                &StateAdapter(&ledger.state),
+                &TxIds {
+                    store,
+                    below: number,
+                },
+            )
+            .map_err(|e| other(channel, number, e))?;
+        let stored = tx_filter(&block);
+        if stored != validated.codes {
+            return Err(other(
+                channel,
+                number,
+                "re-validation gives other codes than the stored TRANSACTIONS_FILTER; refusing to rebuild the state",
+            ));
+        }
+        ledger
+            .state
+            .commit(&normalise(validated.batch), number)
+            .map_err(|e| other(channel, number, e))?;
+        if let Some(cfg) = validated.new_config {
+            config = Arc::new(cfg);
+        }
+    }
+    channel.set_config((*config).clone());
+    info!(target: LOG, channel = %channel.id(), height, "state recovered");
+    Ok(())
+}
+
+/// The config in force before block `first`: the one named by the
+/// LAST_CONFIG of block `first - 1`.
+fn config_before(
+    channel: &Channel,
+    first: u64,
+    read: &dyn Fn(u64) -> Result<Block, CommitError>,
+) -> Result<Arc<ChannelConfig>, CommitError> {
+    let prev = read(first - 1)?;
+    let index = twill_ledger::last_config_index(&prev)
+        .map_err(|source| CommitError::Ledger {
+            channel: channel.id().to_string(),
+            source,
+        })?
+        .unwrap_or(0);
+    let config_block = read(index)?;
+    config_of(&config_block)
+        .map(Arc::new)
+        .map_err(|source| CommitError::Config {
+            channel: channel.id().to_string(),
+            number: index,
+            source,
+        })
+}
+
+/// Fabric treats a write of an empty value as a delete.
+fn normalise(mut batch: UpdateBatch) -> UpdateBatch {
+    use twill_ledger::state::KeyWrite;
+    for (write, _) in batch.writes.values_mut() {
+        if matches!(write, KeyWrite::Put(v) if v.is_empty()) {
+            *write = KeyWrite::Delete;
+        }
+    }
+    for entry in &mut batch.history {
+        if entry.value.is_empty() {
+            entry.is_delete = true;
+        }
+    }
+    batch
+}
+
+fn codes_bytes(codes: &[TxValidationCode]) -> Vec<u8> {
+    codes
+        .iter()
+        .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
+        .collect()
+}
+
+/// The state database as the validator reads it.
+struct StateAdapter<'a>(&'a StateDb);
+
+fn access(e: impl std::fmt::Display) -> StateAccessError {
+    StateAccessError::new(e.to_string())
+}
+
+impl StateView for StateAdapter<'_> {
+    fn version(&self, ns: &str, key: &str) -> Result<Option<Height>, StateAccessError> {
+        self.0.get_version(ns, key).map_err(access)
+    }
+
+    fn metadata(
+        &self,
+        ns: &str,
+        key: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, StateAccessError> {
+        self.0.get_metadata(ns, key).map_err(access)
+    }
+
+    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateAccessError> {
+        Ok(self.0.get(ns, key).map_err(access)?.map(|v| v.value))
+    }
+
+    fn range_versions(
+        &self,
+        ns: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Height)>, StateAccessError> {
+        self.0
+            .range(ns, start, end)
+            .map(|item| item.map(|(k, v)| (k, v.version)).map_err(access))
+            .collect()
+    }
+}
+
+/// The block store's tx-id index, limited to blocks before `below` (so a
+/// block being re-applied after a crash does not see its own ids).
+struct TxIds<'a> {
+    store: &'a BlockStore,
+    below: u64,
+}
+
+impl TxIdIndex for TxIds<'_> {
+    fn contains(&self, tx_id: &str) -> Result<bool, StateAccessError> {
+        let loc = self
+            .store
+            .tx_location(tx_id)
+            .map_err(|e: LedgerError| access(e))?;
+        Ok(loc.is_some_and(|l| l.block_number < self.below))
+    }
+}
+
+/// The state hash (see [`StateDb::state_hash`]) of channel `channel_id`
+/// of a stopped peer's ledger under `ledger_root`, after the recovery a
+/// starting peer would run: blocks in the block store past the savepoint
+/// are re-applied first. For tests and tools; the peer must not be running.
+pub fn state_hash_of(ledger_root: &Path, channel_id: &str) -> Result<[u8; 32], String> {
+    let channel = Channel::open(ledger_root, channel_id).map_err(|e| e.to_string())?;
+    let committer = LedgerCommitter::new(1);
+    committer
+        .open_channel(&channel)
+        .map_err(|e| e.to_string())?;
+    let ledger = committer
+        .channel(channel_id)
+        .ok_or_else(|| format!("channel {channel_id} did not open"))?;
+    let hash = ledger.state.state_hash().map_err(|e| e.to_string())?;
+    ledger.state.flush().map_err(|e| e.to_string())?;
+    Ok(hash)
+}

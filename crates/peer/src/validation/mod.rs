@@ -1,0 +1,376 @@
+//! Block and transaction validation: the committer's checks (Fabric's
+//! `txvalidator`, built-in validation plugin and MVCC validator).
+//!
+//! A [`BlockValidator`] owns a rayon pool and a cache of compiled chaincode
+//! policies. For each block it offers two steps:
+//!
+//! 1. [`BlockValidator::verify_block`]: the header's data hash and the
+//!    orderer signatures against `/Channel/Orderer/BlockValidation`;
+//! 2. [`BlockValidator::validate`]: one `TxValidationCode` per transaction
+//!    and the [`UpdateBatch`] of the valid ones, plus the new channel config
+//!    when the block is a config block.
+//!
+//! # Checks, in order
+//!
+//! In parallel across the block's transactions:
+//!
+//! | check | code when it fails |
+//! | --- | --- |
+//! | entry is empty | `NIL_ENVELOPE` |
+//! | envelope decodes | `INVALID_OTHER_REASON` |
+//! | payload decodes | `BAD_PAYLOAD` |
+//! | header present, channel and signature headers decode, type is ENDORSER_TRANSACTION / CONFIG / CONFIG_UPDATE, epoch 0, nonce and creator set | `BAD_COMMON_HEADER` |
+//! | channel id is this validator's channel | `TARGET_CHAIN_NOT_FOUND` |
+//! | creator deserializes, is valid in the channel MSPs, signed the payload | `BAD_CREATOR_SIGNATURE` |
+//! | CONFIG_UPDATE is not a block transaction | `UNSUPPORTED_TX_PAYLOAD` |
+//! | CONFIG carries data | `INVALID_CONFIG_TRANSACTION` |
+//! | tx id = hex(SHA-256(nonce ‖ creator)) | `BAD_PROPOSAL_TXID` |
+//! | one action, action signature header valid, payloads decode, proposal hash matches | `INVALID_ENDORSER_TRANSACTION` |
+//! | tx id not in the ledger ([`TxIdIndex`]) | `DUPLICATE_TXID` |
+//! | chaincode header extension decodes | `BAD_HEADER_EXTENSION` |
+//! | `ChaincodeAction` decodes | `BAD_RESPONSE_PAYLOAD` |
+//! | read-write sets decode | `BAD_RWSET` |
+//! | chaincode ids present | `INVALID_OTHER_REASON` |
+//! | chaincode name set and consistent, version set | `INVALID_CHAINCODE` |
+//! | chaincode event names the invoked chaincode | `INVALID_OTHER_REASON` |
+//! | no namespace twice | `ILLEGAL_WRITESET` |
+//! | each namespace invoked or written has a committed definition ([`lifecycle`]) | `INVALID_CHAINCODE` |
+//! | endorsements satisfy its policy (key-level policies for written keys) | `ENDORSEMENT_POLICY_FAILURE` |
+//!
+//! Then sequentially in block order, for transactions still valid:
+//!
+//! | check | code |
+//! | --- | --- |
+//! | no written key had its metadata changed by an earlier endorsement-valid tx of the block | `ENDORSEMENT_POLICY_FAILURE` |
+//! | tx id not used by an earlier valid tx of the block | `DUPLICATE_TXID` |
+//! | each read's version is the committed one and no earlier valid tx of the block wrote the key | `MVCC_READ_CONFLICT` |
+//! | each range query gives the same keys and versions over committed state merged with the earlier valid writes (raw reads or Fabric's merkle summary) | `PHANTOM_READ_CONFLICT` |
+//!
+//! # Where this differs from Fabric
+//!
+//! * The channel id is checked before the creator: a validator knows only
+//!   its own channel's MSPs (Fabric fails the creator check for a foreign
+//!   channel, and never sees one because orderers keep channels apart).
+//! * A `_lifecycle` metadata key of another datatype, or a malformed
+//!   definition, makes the tx `INVALID_CHAINCODE`; Fabric stops committing.
+//! * The validation plugin name is not looked up: every definition is
+//!   validated with the built-in logic.
+//! * Private data: hashed writes make their namespace subject to its
+//!   policy, but collection-level endorsement policies, key-level policies
+//!   of private keys and MVCC of hashed reads are not checked.
+//! * A CONFIG transaction is accepted when it is alone in its block and
+//!   carries the next config sequence; its `last_update` is not re-validated
+//!   against the current config's `mod_policy`s (the orderer did that, and
+//!   [`BlockValidator::verify_block`] checks the orderer signed the block).
+//! * Block 0 is not meant to be validated (the genesis config is unsigned).
+//! * A metadata write counts as a write of the key for in-block MVCC
+//!   conflicts (it gives the key a new version).
+
+mod error;
+pub mod lifecycle;
+mod memory;
+mod mvcc;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod tx;
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use tracing::{debug, info};
+use twill_configtx::block::{block_data_hash, verify_block_signatures};
+use twill_configtx::channel::{config_from_block, ChannelConfig};
+use twill_ledger::state::{Height, UpdateBatch};
+use twill_protos::common::{Block, BlockMetadata, BlockMetadataIndex};
+use twill_protos::peer::TxValidationCode;
+
+pub use error::{Result, StateAccessError, ValidationError};
+pub use memory::{MemState, MemTxIds};
+pub use mvcc::merkle_summary;
+
+use lifecycle::{BlockPolicies, PolicyCache};
+use tx::{check_tx, TxContext};
+
+/// Path of the policy that block signatures must satisfy.
+pub const BLOCK_VALIDATION_POLICY: &str = "/Channel/Orderer/BlockValidation";
+
+/// Read access to the committed state as of the previous block.
+pub trait StateView: Sync {
+    /// The version of a key, `None` if absent.
+    fn version(&self, ns: &str, key: &str)
+        -> std::result::Result<Option<Height>, StateAccessError>;
+    /// The key-level metadata of a key, `None` if the key is absent.
+    fn metadata(
+        &self,
+        ns: &str,
+        key: &str,
+    ) -> std::result::Result<Option<BTreeMap<String, Vec<u8>>>, StateAccessError>;
+    /// The value of a key (used for `_lifecycle` definitions).
+    fn get(&self, ns: &str, key: &str) -> std::result::Result<Option<Vec<u8>>, StateAccessError>;
+    /// Keys in `[start, end)` of a namespace with their versions, in key
+    /// order; `end` empty means unbounded.
+    fn range_versions(
+        &self,
+        ns: &str,
+        start: &str,
+        end: &str,
+    ) -> std::result::Result<Vec<(String, Height)>, StateAccessError>;
+}
+
+/// Which transaction ids the ledger already holds.
+pub trait TxIdIndex: Sync {
+    /// True if a committed block holds a transaction with this id.
+    fn contains(&self, tx_id: &str) -> std::result::Result<bool, StateAccessError>;
+}
+
+/// The outcome of validating one block.
+#[derive(Debug, Clone)]
+pub struct ValidatedBlock {
+    /// One code per transaction, in block order.
+    pub codes: Vec<TxValidationCode>,
+    /// The writes of the valid transactions at their heights.
+    pub batch: UpdateBatch,
+    /// The channel config the block installs, when it is a config block.
+    pub new_config: Option<ChannelConfig>,
+}
+
+impl ValidatedBlock {
+    /// Number of valid transactions.
+    pub fn valid_count(&self) -> usize {
+        self.codes
+            .iter()
+            .filter(|c| **c == TxValidationCode::Valid)
+            .count()
+    }
+}
+
+/// Validates the blocks of one channel (see the [module docs](self)).
+pub struct BlockValidator {
+    channel: String,
+    pool: rayon::ThreadPool,
+    policies: PolicyCache,
+}
+
+impl std::fmt::Debug for BlockValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockValidator")
+            .field("channel", &self.channel)
+            .field("threads", &self.pool.current_num_threads())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockValidator {
+    /// A validator for channel `channel_id` checking transactions on
+    /// `threads` threads (at least one). Should the pool fail to start, one
+    /// with rayon's default size is used.
+    pub fn new(channel_id: impl Into<String>, threads: usize) -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("validator-{i}"))
+            .build()
+            .or_else(|_| rayon::ThreadPoolBuilder::new().build());
+        let pool = match pool {
+            Ok(p) => p,
+            // Not even a default pool: nothing sensible is left to try.
+            Err(e) => panic!("cannot start a validation thread pool: {e}"),
+        };
+        BlockValidator {
+            channel: channel_id.into(),
+            pool,
+            policies: PolicyCache::default(),
+        }
+    }
+
+    /// The channel this validator checks.
+    pub fn channel_id(&self) -> &str {
+        &self.channel
+    }
+
+    /// Checks that the header's data hash matches the data and that the
+    /// orderer signatures satisfy `/Channel/Orderer/BlockValidation` of
+    /// `config` (the config in force before this block).
+    pub fn verify_block(&self, block: &Block, config: &ChannelConfig) -> Result<()> {
+        let header = block
+            .header
+            .as_ref()
+            .ok_or(ValidationError::MalformedBlock {
+                number: u64::MAX,
+                reason: "no header",
+            })?;
+        let data = block.data.as_ref().ok_or(ValidationError::MalformedBlock {
+            number: header.number,
+            reason: "no data",
+        })?;
+        let computed = block_data_hash(data);
+        if computed.as_slice() != header.data_hash.as_slice() {
+            return Err(ValidationError::DataHash {
+                number: header.number,
+                header: hex::encode(&header.data_hash),
+                computed: hex::encode(computed),
+            });
+        }
+        let policy = config.policies.get_policy(BLOCK_VALIDATION_POLICY).ok_or(
+            ValidationError::MissingPolicy {
+                path: BLOCK_VALIDATION_POLICY,
+            },
+        )?;
+        let verified = self
+            .pool
+            .install(|| verify_block_signatures(block, policy.as_ref()));
+        Ok(verified?)
+    }
+
+    /// Validates every transaction of `block` against `config` (the config
+    /// in force before this block), the committed `state` and the ledger's
+    /// tx ids; returns the codes and the state update of the valid ones.
+    ///
+    /// Errors are reserved for problems of the whole block (missing header
+    /// or data, unreadable state, an unusable config transaction).
+    pub fn validate(
+        &self,
+        block: &Block,
+        config: &ChannelConfig,
+        state: &dyn StateView,
+        txids: &dyn TxIdIndex,
+    ) -> Result<ValidatedBlock> {
+        let number = block
+            .header
+            .as_ref()
+            .ok_or(ValidationError::MalformedBlock {
+                number: u64::MAX,
+                reason: "no header",
+            })?
+            .number;
+        let data = block.data.as_ref().ok_or(ValidationError::MalformedBlock {
+            number,
+            reason: "no data",
+        })?;
+        let policies = BlockPolicies::new(&self.policies, config, &self.channel, state);
+        let ctx = TxContext {
+            channel: &self.channel,
+            msps: &config.msps,
+            policies: &policies,
+            state,
+            txids,
+        };
+        let mut checks = self.pool.install(|| {
+            data.data
+                .par_iter()
+                .map(|entry| check_tx(&ctx, entry))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })?;
+
+        let mut new_config = None;
+        let tx_count = checks.len();
+        for check in checks.iter_mut().filter(|c| c.is_config) {
+            if tx_count != 1 {
+                debug!(target: "peer::validation", block = number, "config transaction shares its block");
+                check.code = TxValidationCode::InvalidConfigTransaction;
+                check.is_config = false;
+                continue;
+            }
+            new_config = Some(self.next_config(block, number, config)?);
+        }
+
+        let batch = mvcc::sequential_stage(number, &mut checks, state)?;
+        let codes: Vec<TxValidationCode> = checks.iter().map(|c| c.code).collect();
+        let out = ValidatedBlock {
+            codes,
+            batch,
+            new_config,
+        };
+        debug!(
+            target: "peer::validation",
+            channel = %self.channel,
+            block = number,
+            txs = tx_count,
+            valid = out.valid_count(),
+            "block validated"
+        );
+        Ok(out)
+    }
+
+    fn next_config(
+        &self,
+        block: &Block,
+        number: u64,
+        current: &ChannelConfig,
+    ) -> Result<ChannelConfig> {
+        let config_err = |source| ValidationError::Config { number, source };
+        let (_, envelope) = config_from_block(block).map_err(config_err)?;
+        let config = envelope.config.unwrap_or_default();
+        let expected = current.config.sequence.saturating_add(1);
+        if config.sequence != expected {
+            return Err(ValidationError::ConfigSequence {
+                number,
+                current: current.config.sequence,
+                got: config.sequence,
+            });
+        }
+        let next = ChannelConfig::from_config(&config).map_err(config_err)?;
+        info!(target: "peer::validation", channel = %self.channel, block = number, sequence = config.sequence, "config block validated");
+        Ok(next)
+    }
+}
+
+/// Writes the codes into the block's TRANSACTIONS_FILTER metadata slot,
+/// one byte per transaction, as Fabric does; adds missing metadata slots.
+pub fn set_tx_filter(block: &mut Block, codes: &[TxValidationCode]) {
+    let slot = BlockMetadataIndex::TransactionsFilter as usize;
+    let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
+    let slots = (BlockMetadataIndex::CommitHash as usize + 1).max(slot + 1);
+    if metadata.metadata.len() < slots {
+        metadata.metadata.resize(slots, Vec::new());
+    }
+    let filter: Vec<u8> = codes
+        .iter()
+        .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
+        .collect();
+    if let Some(s) = metadata.metadata.get_mut(slot) {
+        *s = filter;
+    }
+}
+
+/// Reads the TRANSACTIONS_FILTER slot back into codes (unknown bytes become
+/// `INVALID_OTHER_REASON`); empty when the slot is absent.
+pub fn tx_filter(block: &Block) -> Vec<TxValidationCode> {
+    block
+        .metadata
+        .as_ref()
+        .and_then(|m| {
+            m.metadata
+                .get(BlockMetadataIndex::TransactionsFilter as usize)
+        })
+        .map(|bytes| {
+            bytes
+                .iter()
+                .map(|b| {
+                    TxValidationCode::try_from(i32::from(*b))
+                        .unwrap_or(TxValidationCode::InvalidOtherReason)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_filter_round_trip() {
+        let mut block = twill_configtx::block::new_block(3, vec![], vec![vec![1], vec![2]]);
+        block.metadata = None;
+        let codes = [
+            TxValidationCode::Valid,
+            TxValidationCode::MvccReadConflict,
+            TxValidationCode::InvalidOtherReason,
+        ];
+        set_tx_filter(&mut block, &codes);
+        let md = block.metadata.as_ref().unwrap();
+        assert_eq!(md.metadata.len(), 5);
+        assert_eq!(md.metadata[2], vec![0, 11, 255]);
+        assert_eq!(tx_filter(&block), codes.to_vec());
+    }
+}
