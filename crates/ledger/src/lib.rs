@@ -130,6 +130,30 @@ pub use blockstore::{
 };
 pub use error::{CorruptIssue, IndexIssue, LastConfigIssue, LedgerError, Result};
 
+/// Opens a sled database, retrying for up to `wait` while its file lock is
+/// held: sled's background threads keep a just-dropped instance's lock for
+/// a moment, so reopening a database right after closing it (a restart in
+/// tests, a channel rejoined) would otherwise fail with "could not acquire
+/// lock".
+pub fn open_sled_waiting(
+    config: &sled::Config,
+    wait: std::time::Duration,
+) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if (e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Longest channel id Fabric accepts.
 pub const MAX_CHANNEL_ID_LEN: usize = 249;
 

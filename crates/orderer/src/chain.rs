@@ -1529,10 +1529,12 @@ struct Dedupe {
 
 impl Dedupe {
     fn open(dir: &Path, store: &BlockStore) -> ChainResult<Dedupe> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(DEDUPE_CACHE_BYTES)
-            .open()?;
+        let db = twill_ledger::open_sled_waiting(
+            &sled::Config::new()
+                .path(dir)
+                .cache_capacity(DEDUPE_CACHE_BYTES),
+            Duration::from_secs(10),
+        )?;
         let mut indexed = match db.get(DEDUPE_HEIGHT_KEY)? {
             Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
                 ChainError::io(dir, std::io::Error::other("corrupt dedupe height"))

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use twill_crypto::Sha256Hasher;
@@ -528,26 +528,8 @@ fn framed(h: &mut Sha256Hasher, bytes: &[u8]) {
 /// Opens sled, waiting out the file lock a just-dropped instance's
 /// background threads may still hold.
 fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
-    let deadline = Instant::now() + SLED_LOCK_WAIT;
-    loop {
-        match sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-        {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.to_string().contains("could not acquire lock") =>
-            {
-                if Instant::now() >= deadline {
-                    return Err(sled::Error::Io(e).into());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+    Ok(crate::open_sled_waiting(&config, SLED_LOCK_WAIT)?)
 }
 
 #[cfg(test)]

@@ -93,7 +93,11 @@ impl SledStorage {
     /// Opens (or creates) the storage in directory `dir` and checks that it
     /// is consistent.
     pub fn open(dir: &Path) -> RaftResult<Self> {
-        let db = sled::open(dir)?;
+        // A just-closed instance may still hold the lock for a moment.
+        let db = twill_ledger::open_sled_waiting(
+            &sled::Config::new().path(dir),
+            std::time::Duration::from_secs(10),
+        )?;
         let entries = db.open_tree("entries")?;
         let meta = db.open_tree("meta")?;
         let confs = db.open_tree("confs")?;

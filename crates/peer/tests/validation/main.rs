@@ -6,6 +6,7 @@
 
 mod block;
 mod codes;
+mod committer;
 mod keylevel;
 
 use std::sync::OnceLock;
