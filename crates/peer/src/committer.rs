@@ -15,6 +15,17 @@
 //!    sled batch ([`StateDb::commit`]);
 //! 5. a config block replaces the channel config for the next block.
 //!
+//! # Pipelining
+//!
+//! Step 4 runs on a background thread while the next block is verified and
+//! validated: the validator reads the state through the previous block's
+//! batch (keys it writes come from the batch, the rest from the database),
+//! which gives the same answers as the committed state would. Before the
+//! next block's state commit starts, the previous one is waited for, so
+//! state commits happen in block order and the savepoint only moves
+//! forward. [`ChannelLedger::state`] waits for the running commit, so
+//! readers always see whole blocks.
+//!
 //! # Recovery
 //!
 //! The block store is the source of truth. After a crash the state DB's
@@ -31,10 +42,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tracing::{info, warn};
 use twill_configtx::channel::ChannelConfig;
-use twill_ledger::state::{Height, StateDb, UpdateBatch};
+use twill_ledger::state::{Height, KeyWrite, StateDb, UpdateBatch};
 use twill_ledger::{BlockStore, LedgerError};
 use twill_protos::common::Block;
 use twill_protos::peer::TxValidationCode;
@@ -54,12 +65,77 @@ pub const STATE_DIR: &str = "state";
 pub struct ChannelLedger {
     state: Arc<StateDb>,
     validator: BlockValidator,
+    /// The state commit of the last block, running in the background.
+    pending: Mutex<Option<Arc<PendingCommit>>>,
 }
 
 impl ChannelLedger {
-    /// The channel's state database (for queries and simulation).
+    /// The channel's state database (for queries and simulation), once the
+    /// last committed block's writes are in it.
     pub fn state(&self) -> &Arc<StateDb> {
+        if let Err(e) = self.wait_pending() {
+            warn!(target: LOG, error = %e, "a background state commit failed");
+        }
         &self.state
+    }
+
+    /// Waits for the background state commit, if any.
+    fn wait_pending(&self) -> Result<(), String> {
+        let pending = self.pending.lock().take();
+        match pending {
+            Some(p) => p.wait(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A block's state commit running on its own thread while the next block
+/// is validated (see the module docs, "Pipelining").
+struct PendingCommit {
+    block: u64,
+    batch: UpdateBatch,
+    done: Mutex<Option<Result<(), String>>>,
+    cv: Condvar,
+}
+
+impl PendingCommit {
+    fn start(state: Arc<StateDb>, block: u64, batch: UpdateBatch) -> Arc<PendingCommit> {
+        let pending = Arc::new(PendingCommit {
+            block,
+            batch,
+            done: Mutex::new(None),
+            cv: Condvar::new(),
+        });
+        let job = pending.clone();
+        let spawned = std::thread::Builder::new()
+            .name("state-commit".into())
+            .spawn(move || {
+                let result = state
+                    .commit(&job.batch, job.block)
+                    .map_err(|e| format!("block {}: state commit: {e}", job.block));
+                *job.done.lock() = Some(result);
+                job.cv.notify_all();
+            });
+        if let Err(e) = spawned {
+            *pending.done.lock() = Some(Err(format!("starting the state commit thread: {e}")));
+        }
+        pending
+    }
+
+    fn wait(&self) -> Result<(), String> {
+        let mut done = self.done.lock();
+        loop {
+            if let Some(result) = done.as_ref() {
+                return result.clone();
+            }
+            self.cv.wait(&mut done);
+        }
+    }
+
+    /// True if the batch writes `key` (value or metadata).
+    fn touches(&self, ns: &str, key: &str) -> bool {
+        let k = (ns.to_owned(), key.to_owned());
+        self.batch.writes.contains_key(&k) || self.batch.metadata.contains_key(&k)
     }
 }
 
@@ -135,6 +211,7 @@ impl Committer for LedgerCommitter {
         let ledger = Arc::new(ChannelLedger {
             state: Arc::new(state),
             validator: BlockValidator::new(channel.id(), self.threads),
+            pending: Mutex::new(None),
         });
         recover(channel, &ledger)?;
         self.channels
@@ -162,12 +239,19 @@ impl Committer for LedgerCommitter {
             .validator
             .verify_block(&block, &config)
             .map_err(|e| other(channel, number, e))?;
+        // The previous block's state commit may still be running: read
+        // through its batch.
+        let previous = ledger.pending.lock().clone();
+        let view = OverlayView {
+            db: &ledger.state,
+            pending: previous.as_deref(),
+        };
         let validated = ledger
             .validator
             .validate(
                 &block,
                 &config,
-                &StateAdapter(&ledger.state),
+                &view,
                 &TxIds {
                     store: channel.store(),
                     below: number,
@@ -183,10 +267,15 @@ impl Committer for LedgerCommitter {
                 channel: channel.id().to_string(),
                 source,
             })?;
+        // State commits stay in block order: the previous one first.
         ledger
-            .state
-            .commit(&normalise(validated.batch), number)
+            .wait_pending()
             .map_err(|e| other(channel, number, e))?;
+        *ledger.pending.lock() = Some(PendingCommit::start(
+            ledger.state.clone(),
+            number,
+            normalise(validated.batch),
+        ));
         let config_updated = validated.new_config.is_some();
         if let Some(cfg) = validated.new_config {
             info!(target: LOG, channel = %channel.id(), number, sequence = cfg.config.sequence, "channel config updated");
@@ -333,7 +422,6 @@ fn config_before(
 
 /// Fabric treats a write of an empty value as a delete.
 fn normalise(mut batch: UpdateBatch) -> UpdateBatch {
-    use twill_ledger::state::KeyWrite;
     for (write, _) in batch.writes.values_mut() {
         if matches!(write, KeyWrite::Put(v) if v.is_empty()) {
             *write = KeyWrite::Delete;
@@ -388,6 +476,98 @@ impl StateView for StateAdapter<'_> {
             .range(ns, start, end)
             .map(|item| item.map(|(k, v)| (k, v.version)).map_err(access))
             .collect()
+    }
+}
+
+/// The committed state as it is once `pending` (the previous block's
+/// batch, possibly still being written) is in: keys the batch writes are
+/// answered from the batch, the rest from the database. Metadata of a key
+/// the batch touches is read after waiting for the commit (rare: only
+/// key-level endorsement looks at it).
+struct OverlayView<'a> {
+    db: &'a StateDb,
+    pending: Option<&'a PendingCommit>,
+}
+
+impl OverlayView<'_> {
+    fn write_of(&self, ns: &str, key: &str) -> Option<&(KeyWrite, Height)> {
+        let pending = self.pending?;
+        pending.batch.writes.get(&(ns.to_owned(), key.to_owned()))
+    }
+}
+
+impl StateView for OverlayView<'_> {
+    fn version(&self, ns: &str, key: &str) -> Result<Option<Height>, StateAccessError> {
+        match self.write_of(ns, key) {
+            Some((KeyWrite::Put(_), h)) => Ok(Some(*h)),
+            Some((KeyWrite::Delete, _)) => Ok(None),
+            None => match self.pending {
+                // A metadata-only write moves the version too.
+                Some(p) if p.touches(ns, key) => {
+                    p.wait().map_err(access)?;
+                    StateAdapter(self.db).version(ns, key)
+                }
+                _ => StateAdapter(self.db).version(ns, key),
+            },
+        }
+    }
+
+    fn metadata(
+        &self,
+        ns: &str,
+        key: &str,
+    ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, StateAccessError> {
+        if let Some(p) = self.pending {
+            if p.touches(ns, key) {
+                p.wait().map_err(access)?;
+            }
+        }
+        StateAdapter(self.db).metadata(ns, key)
+    }
+
+    fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateAccessError> {
+        match self.write_of(ns, key) {
+            Some((KeyWrite::Put(v), _)) => Ok(Some(v.clone())),
+            Some((KeyWrite::Delete, _)) => Ok(None),
+            None => StateAdapter(self.db).get(ns, key),
+        }
+    }
+
+    fn range_versions(
+        &self,
+        ns: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Height)>, StateAccessError> {
+        let Some(pending) = self.pending else {
+            return StateAdapter(self.db).range_versions(ns, start, end);
+        };
+        let mut merged: std::collections::BTreeMap<String, Height> = StateAdapter(self.db)
+            .range_versions(ns, start, end)?
+            .into_iter()
+            .collect();
+        let in_range = |k: &str| k >= start && (end.is_empty() || k < end);
+        for ((wns, key), (write, h)) in &pending.batch.writes {
+            if wns != ns || !in_range(key) {
+                continue;
+            }
+            match write {
+                KeyWrite::Put(_) => {
+                    merged.insert(key.clone(), *h);
+                }
+                KeyWrite::Delete => {
+                    merged.remove(key);
+                }
+            }
+        }
+        for (mns, key) in pending.batch.metadata.keys() {
+            if mns == ns && in_range(key) && merged.contains_key(key) {
+                // Its version may have moved: ask the committed state.
+                pending.wait().map_err(access)?;
+                return StateAdapter(self.db).range_versions(ns, start, end);
+            }
+        }
+        Ok(merged.into_iter().collect())
     }
 }
 

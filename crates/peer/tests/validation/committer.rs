@@ -3,11 +3,12 @@
 
 use prost::Message;
 use twill_configtx::block::block_header_hash;
+use twill_ledger::state::Height;
 use twill_peer::channel::{Channel, Committer};
 use twill_peer::committer::LedgerCommitter;
 use twill_peer::validation::lifecycle::{definition_entries, LIFECYCLE_NAMESPACE};
 use twill_peer::validation::testkit::{
-    channel_policy_ref, sign_block, signed_block, write, TxBuilder, CHANNEL,
+    channel_policy_ref, range_query, read, sign_block, signed_block, write, TxBuilder, CHANNEL,
 };
 use twill_peer::validation::tx_filter;
 use twill_protos::common::Envelope;
@@ -130,10 +131,50 @@ fn committed_blocks_carry_codes_and_update_state_and_history() {
         vec![Code::Valid, Code::EndorsementPolicyFailure]
     );
 
+    // Block 3 right away, while block 2's state commit may still run in
+    // the background: a read of `k` at (2, 0) is current, one at (1, 0)
+    // is stale, and a range over the namespace sees `k`.
+    let (_, fresh) = f
+        .endorsed()
+        .reads(CC, vec![read("k", Some(Height::new(2, 0)))])
+        .writes(CC, vec![write("k", b"v2")])
+        .build()
+        .unwrap();
+    let (_, stale) = f
+        .endorsed()
+        .reads(CC, vec![read("k", Some(Height::new(1, 0)))])
+        .writes(CC, vec![write("other", b"x")])
+        .build()
+        .unwrap();
+    let (_, ranged) = f
+        .endorsed()
+        .range_queries(CC, vec![range_query("a", "z", &[("k", Height::new(2, 0))])])
+        .writes(CC, vec![write("seen", b"1")])
+        .build()
+        .unwrap();
+    let prev = channel.store().block(2).unwrap().unwrap();
+    let block3 = signed_block(
+        prev.header.as_ref().unwrap(),
+        &[ranged, fresh, stale],
+        &f.orderer,
+    )
+    .unwrap();
+    let out = committer.commit(&channel, block3).unwrap();
+    assert_eq!(
+        out.validation_codes,
+        vec![
+            Code::Valid as u8,
+            Code::Valid as u8,
+            Code::MvccReadConflict as u8
+        ]
+    );
+
     let ledger = committer.channel(CHANNEL).unwrap();
     let v = ledger.state().get(CC, "k").unwrap().unwrap();
-    assert_eq!(v.value, b"v1");
-    assert_eq!((v.version.block, v.version.tx), (2, 0));
-    assert_eq!(ledger.state().history(CC, "k").unwrap().len(), 1);
-    assert_eq!(ledger.state().savepoint().unwrap(), Some(2));
+    assert_eq!(v.value, b"v2");
+    assert_eq!((v.version.block, v.version.tx), (3, 1));
+    assert_eq!(ledger.state().history(CC, "k").unwrap().len(), 2);
+    assert!(ledger.state().get(CC, "seen").unwrap().is_some());
+    assert!(ledger.state().get(CC, "other").unwrap().is_none());
+    assert_eq!(ledger.state().savepoint().unwrap(), Some(3));
 }
