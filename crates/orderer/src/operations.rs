@@ -7,10 +7,9 @@
 //! `inc_blocks_written`, `set_ledger_height`, ...) and `/metrics` renders it.
 //! Series are kept under a short `std::sync::Mutex`, never across `.await`.
 //!
-//! `/healthz` runs the named checks of [`OpsState`] and answers 200
-//! `{"status":"OK","time":...}`, or 503 `{"status":"Service Unavailable",
-//! "time":...,"failed_checks":[{"component":...,"reason":...}]}` (Fabric's
-//! `healthz.HealthStatus`).
+//! The HTTP side ([`router`], [`OpsState`], `/healthz` with Fabric's
+//! `healthz.HealthStatus` JSON) is `twill_ops`'s; this module adds the
+//! orderer's registry and answers wrong methods with Fabric's text.
 //!
 //! # Example
 //!
@@ -28,26 +27,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
+use twill_ops::RenderMetrics;
+pub use twill_ops::{FailedCheck, HealthCheckFn, PROMETHEUS_CONTENT_TYPE};
 
 /// Upper bounds of the `broadcast_latency_seconds` buckets (Prometheus's
 /// default buckets, as Fabric's histograms use).
 pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Content type of the Prometheus text exposition format.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-const LOG: &str = "orderer::operations";
 
 /// One histogram series: per-bucket counts (not cumulative), sum and count.
 #[derive(Debug, Clone, Default)]
@@ -299,212 +290,25 @@ fn escape(value: &str) -> String {
     out
 }
 
-/// A health check: `Ok(())` when healthy, else the reason.
-pub type HealthCheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
-
-/// What the operations router serves: the metrics and the health checks.
-#[derive(Clone)]
-pub struct OpsState {
-    metrics: Arc<OrdererMetrics>,
-    checks: Vec<(String, Arc<HealthCheckFn>)>,
-}
-
-impl std::fmt::Debug for OpsState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpsState")
-            .field(
-                "checks",
-                &self.checks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
+impl RenderMetrics for OrdererMetrics {
+    fn render(&self) -> String {
+        OrdererMetrics::render(self)
     }
 }
 
-impl OpsState {
-    /// Serves `metrics`, with no health checks yet.
-    pub fn new(metrics: Arc<OrdererMetrics>) -> Self {
-        OpsState {
-            metrics,
-            checks: Vec::new(),
-        }
-    }
+/// What the operations router serves: the orderer's metrics and the health
+/// checks.
+pub type OpsState = twill_ops::OpsState<OrdererMetrics>;
 
-    /// Adds a named health check (Fabric's `component`). Checks run on a
-    /// blocking thread for every `/healthz` request, so they may do I/O but
-    /// should finish quickly.
-    pub fn with_check(
-        mut self,
-        name: impl Into<String>,
-        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.checks.push((name.into(), Arc::new(check)));
-        self
-    }
-
-    /// The registry `/metrics` renders.
-    pub fn metrics(&self) -> &Arc<OrdererMetrics> {
-        &self.metrics
-    }
-}
-
-/// A check that failed, as `/healthz` reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FailedCheck {
-    /// The check's name.
-    pub component: String,
-    /// What it reported.
-    pub reason: String,
-}
-
-#[derive(Serialize)]
-struct HealthStatus {
-    status: &'static str,
-    time: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    failed_checks: Vec<FailedCheck>,
-}
-
-/// The operations endpoint over `state`.
+/// The operations endpoint over `state`. Methods other than `GET` get 405
+/// with `Allow: GET` and `invalid request method: <METHOD>`.
 pub fn router(state: OpsState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz).fallback(not_allowed))
-        .route("/metrics", get(metrics).fallback(not_allowed))
-        .route("/version", get(version).fallback(not_allowed))
-        .with_state(state)
-}
-
-async fn not_allowed(method: Method) -> Response {
-    let mut resp = (
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("invalid request method: {method}\n"),
-    )
-        .into_response();
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    resp
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
-    body.push(b'\n');
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-async fn healthz(State(state): State<OpsState>) -> Response {
-    let checks = state.checks.clone();
-    let failed = tokio::task::spawn_blocking(move || {
-        checks
-            .iter()
-            .filter_map(|(name, check)| {
-                check().err().map(|reason| FailedCheck {
-                    component: name.clone(),
-                    reason,
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_else(|e| {
-        vec![FailedCheck {
-            component: "healthz".into(),
-            reason: format!("health check panicked: {e}"),
-        }]
-    });
-    let time = rfc3339_utc(SystemTime::now());
-    if failed.is_empty() {
-        json(
-            StatusCode::OK,
-            &HealthStatus {
-                status: "OK",
-                time,
-                failed_checks: failed,
-            },
-        )
-    } else {
-        tracing::warn!(target: LOG, ?failed, "health check failed");
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &HealthStatus {
-                status: "Service Unavailable",
-                time,
-                failed_checks: failed,
-            },
-        )
-    }
-}
-
-async fn metrics(State(state): State<OpsState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-#[derive(Serialize)]
-struct VersionInfo {
-    #[serde(rename = "Version")]
-    version: &'static str,
-}
-
-async fn version() -> Response {
-    json(
-        StatusCode::OK,
-        &VersionInfo {
-            version: env!("CARGO_PKG_VERSION"),
-        },
-    )
-}
-
-/// `time` as RFC 3339 in UTC with seconds, e.g. `2024-05-01T12:00:00Z`.
-fn rfc3339_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    twill_ops::router(state.explain_wrong_method())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661);
-        assert_eq!(rfc3339_utc(t), "2000-02-29T01:01:01Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_735_689_599);
-        assert_eq!(rfc3339_utc(t), "2024-12-31T23:59:59Z");
-    }
 
     #[test]
     fn label_values_are_escaped() {

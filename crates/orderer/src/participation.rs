@@ -52,15 +52,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prost::Message;
 use serde::{Deserialize, Serialize, Serializer};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
-use twill_comm::{ClientAuth, CommError, ServerTls, TLS_HANDSHAKE_TIMEOUT};
+use twill_comm::{ClientAuth, CommError, ServerTls};
 use twill_protos::common::{Block, ChannelHeader, ConfigEnvelope, Envelope, HeaderType, Payload};
 
 /// Base path of version 1 of the API.
@@ -857,7 +852,8 @@ where
 /// Serves any router over HTTPS with `tls` as configured (client
 /// certificates required, optional or not asked for), e.g. the operations
 /// endpoint with `Operations.TLS` enabled. Each connection runs in its own
-/// task; the TLS handshake must finish within [`TLS_HANDSHAKE_TIMEOUT`].
+/// task; the TLS handshake must finish within
+/// [`TLS_HANDSHAKE_TIMEOUT`](twill_comm::TLS_HANDSHAKE_TIMEOUT).
 pub async fn serve_https<F>(
     listener: TcpListener,
     tls: &ServerTls,
@@ -867,54 +863,5 @@ pub async fn serve_https<F>(
 where
     F: Future<Output = ()> + Send,
 {
-    let acceptor = TlsAcceptor::from(tls.rustls_config_http()?);
-    let graceful = GracefulShutdown::new();
-    let addr = listener.local_addr().ok();
-    tracing::info!(target: LOG, ?addr, "serving HTTPS");
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(target: LOG, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls_stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(target: LOG, %remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(target: LOG, %remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder
-                .serve_connection(TokioIo::new(tls_stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(target: LOG, %remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(target: LOG, "connections still open after the shutdown grace period");
-    }
-    Ok(())
+    Ok(twill_ops::serve_https(listener, tls, router, shutdown, SHUTDOWN_GRACE).await?)
 }

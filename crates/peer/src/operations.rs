@@ -14,8 +14,9 @@
 //! | `ledger_transaction_count` | counter | `channel`, `validation_code` |
 //! | `deliver_orderer_connected` | gauge (1) | `channel`, `orderer` |
 //!
-//! `/healthz` answers 200 `{"status":"OK","time":...}` or 503 with
-//! `failed_checks`, the shape of Fabric's health status.
+//! The HTTP side ([`router`], [`OpsState`], `/healthz` answering 200
+//! `{"status":"OK","time":...}` or 503 with `failed_checks`) is
+//! `twill_ops`'s; this module adds the peer's registry.
 //!
 //! # Example
 //!
@@ -32,26 +33,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
+use twill_ops::RenderMetrics;
+pub use twill_ops::{HealthCheckFn, PROMETHEUS_CONTENT_TYPE};
 use twill_protos::peer::TxValidationCode;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Content type of the Prometheus text exposition format.
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-const LOG: &str = "peer::operations";
 
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -251,155 +244,24 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A health check: `Ok(())` when healthy, else the reason.
-pub type HealthCheckFn = dyn Fn() -> Result<(), String> + Send + Sync;
-
-/// What the operations router serves.
-#[derive(Clone)]
-pub struct OpsState {
-    metrics: Arc<PeerMetrics>,
-    checks: Vec<(String, Arc<HealthCheckFn>)>,
-}
-
-impl std::fmt::Debug for OpsState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpsState")
-            .field(
-                "checks",
-                &self.checks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
+impl RenderMetrics for PeerMetrics {
+    fn render(&self) -> String {
+        PeerMetrics::render(self)
     }
 }
 
-impl OpsState {
-    /// Serves `metrics`, with no health checks yet.
-    pub fn new(metrics: Arc<PeerMetrics>) -> Self {
-        OpsState {
-            metrics,
-            checks: Vec::new(),
-        }
-    }
-
-    /// Adds a named health check; checks run on a blocking thread.
-    pub fn with_check(
-        mut self,
-        name: impl Into<String>,
-        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.checks.push((name.into(), Arc::new(check)));
-        self
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct FailedCheck {
-    component: String,
-    reason: String,
-}
-
-#[derive(Serialize)]
-struct HealthStatus {
-    status: &'static str,
-    time: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    failed_checks: Vec<FailedCheck>,
-}
+/// What the operations router serves: the peer's metrics and the health
+/// checks.
+pub type OpsState = twill_ops::OpsState<PeerMetrics>;
 
 /// The operations endpoint over `state`.
 pub fn router(state: OpsState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/version", get(version))
-        .with_state(state)
-}
-
-fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
-    let mut body = serde_json::to_vec(value).unwrap_or_default();
-    body.push(b'\n');
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response()
-}
-
-async fn healthz(State(state): State<OpsState>) -> Response {
-    let checks = state.checks.clone();
-    let failed = tokio::task::spawn_blocking(move || {
-        checks
-            .iter()
-            .filter_map(|(name, check)| {
-                check().err().map(|reason| FailedCheck {
-                    component: name.clone(),
-                    reason,
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_else(|e| {
-        vec![FailedCheck {
-            component: "healthz".into(),
-            reason: format!("health check panicked: {e}"),
-        }]
-    });
-    let time = rfc3339_utc(SystemTime::now());
-    if failed.is_empty() {
-        json(
-            StatusCode::OK,
-            &HealthStatus {
-                status: "OK",
-                time,
-                failed_checks: failed,
-            },
-        )
-    } else {
-        tracing::warn!(target: LOG, ?failed, "health check failed");
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &HealthStatus {
-                status: "Service Unavailable",
-                time,
-                failed_checks: failed,
-            },
-        )
-    }
-}
-
-async fn metrics(State(state): State<OpsState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROMETHEUS_CONTENT_TYPE),
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-#[derive(Serialize)]
-struct VersionInfo {
-    #[serde(rename = "Version")]
-    version: &'static str,
-}
-
-async fn version() -> Response {
-    json(
-        StatusCode::OK,
-        &VersionInfo {
-            version: env!("CARGO_PKG_VERSION"),
-        },
-    )
+    twill_ops::router(state)
 }
 
 /// Serves `router` over HTTPS (ALPN `h2` and `http/1.1`) on `listener`
-/// until `shutdown` completes.
+/// until `shutdown` completes, then lets open requests finish for up to
+/// [`SHUTDOWN_GRACE`](crate::node::SHUTDOWN_GRACE).
 pub async fn serve_https<F>(
     listener: tokio::net::TcpListener,
     tls: &twill_comm::ServerTls,
@@ -409,73 +271,7 @@ pub async fn serve_https<F>(
 where
     F: std::future::Future<Output = ()> + Send,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.rustls_config_http()?);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(target: LOG, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let handshake =
-                tokio::time::timeout(twill_comm::TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                    .await;
-            let Ok(Ok(tls_stream)) = handshake else {
-                tracing::debug!(target: LOG, %remote, "TLS handshake failed or timed out");
-                return;
-            };
-            let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls_stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(target: LOG, %remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
-    Ok(())
-}
-
-/// `time` as RFC 3339 in UTC with seconds.
-fn rfc3339_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    // Days since the epoch to a civil date (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    twill_ops::serve_https(listener, tls, router, shutdown, crate::node::SHUTDOWN_GRACE).await
 }
 
 #[cfg(test)]
@@ -494,10 +290,5 @@ mod tests {
         assert!(text.contains("validation_code=\"MVCC_READ_CONFLICT\"} 1"));
         assert!(text.contains("validation_code=\"NOT_VALIDATED\"} 1"));
         assert_eq!(m.blocks_committed("a"), 1);
-    }
-
-    #[test]
-    fn time_format() {
-        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }
