@@ -52,11 +52,11 @@
 //! # Ok::<(), twill_peer::config::ConfigError>(())
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use twill_nodeconfig::{resolve, Origin};
+
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 /// Prefix of the environment variables that override settings.
 pub const ENV_PREFIX: &str = "CORE";
@@ -99,6 +99,25 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<twill_nodeconfig::LoadError> for ConfigError {
+    fn from(e: twill_nodeconfig::LoadError) -> Self {
+        match e {
+            twill_nodeconfig::LoadError::Syntax { path, message } => {
+                ConfigError::Syntax { path, message }
+            }
+            twill_nodeconfig::LoadError::Field {
+                file,
+                field,
+                reason,
+            } => ConfigError::Field {
+                file,
+                field,
+                reason,
+            },
+        }
+    }
 }
 
 /// Result alias of this module.
@@ -247,16 +266,6 @@ pub struct OperationsTls {
     pub client_root_cas: FilesRef,
 }
 
-/// Where a loaded configuration came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Origin {
-    file: PathBuf,
-    /// Field path → environment variable that set it.
-    from_env: BTreeMap<String, String>,
-    /// Keys of Fabric's core.yaml present in the file and not used.
-    ignored: Vec<String>,
-}
-
 /// Keys of Fabric's `core.yaml` that Twill accepts and ignores.
 const FABRIC_IGNORED: &[&str] = &[
     "peer.networkId",
@@ -311,36 +320,8 @@ impl PeerConfig {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<PeerConfig> {
-        let mut doc: Value = if text.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
-                path: path.to_path_buf(),
-                message: first_line(&e.to_string()),
-            })?
-        };
-        if doc.is_null() {
-            doc = Value::Object(Map::new());
-        }
-        let mut origin = Origin {
-            file: path.to_path_buf(),
-            ..Origin::default()
-        };
-        if !doc.is_object() {
-            return Err(origin.field_error("(document)", "must be a mapping of sections".into()));
-        }
-        let schema = serde_json::to_value(PeerConfig::default())
-            .map_err(|e| origin.field_error("(defaults)", e.to_string()))?;
-        normalize(&mut doc, &schema, &mut Vec::new(), &mut origin)?;
-        let env: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.to_ascii_uppercase().starts_with(ENV_PREFIX))
-            .collect();
-        overlay_env(&mut doc, &schema, &mut Vec::new(), &env, &mut origin);
-        let mut cfg: PeerConfig = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let field = e.path().to_string();
-            origin.field_error(&field, first_line(&e.into_inner().to_string()))
-        })?;
+        let (mut cfg, origin) =
+            twill_nodeconfig::load::<PeerConfig>(text, path, env, ENV_PREFIX, FABRIC_IGNORED)?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
         cfg.resolve_paths(base);
         cfg.origin = origin;
@@ -361,7 +342,7 @@ impl PeerConfig {
 
     /// An error about `field`, in this module's one-line format.
     pub fn field_error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
-        self.origin.field_error(field, reason.into())
+        self.origin.field_error(field, reason).into()
     }
 
     /// Root folder of the channel ledgers: `<peer.fileSystemPath>/ledgersData`.
@@ -511,20 +492,6 @@ impl PeerConfig {
     }
 }
 
-impl Origin {
-    fn field_error(&self, field: &str, reason: String) -> ConfigError {
-        let field = match self.from_env.get(field) {
-            Some(var) => format!("{field} (from {var})"),
-            None => field.to_string(),
-        };
-        ConfigError::Field {
-            file: self.file.clone(),
-            field,
-            reason,
-        }
-    }
-}
-
 fn check_host_port(cfg: &PeerConfig, field: &str, addr: &str) -> Result<()> {
     let ok = addr
         .rsplit_once(':')
@@ -536,177 +503,6 @@ fn check_host_port(cfg: &PeerConfig, field: &str, addr: &str) -> Result<()> {
             field,
             format!("'{addr}' is not host:port (e.g. 0.0.0.0:7051)"),
         ))
-    }
-}
-
-fn resolve(base: &Path, p: &mut PathBuf) {
-    if !p.as_os_str().is_empty() && p.is_relative() {
-        *p = clean(&base.join(&*p));
-    }
-}
-
-/// Drops `.` and folds `name/..` lexically.
-fn clean(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out: Vec<Component<'_>> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => match out.last() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                _ => out.push(c),
-            },
-            c => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        return PathBuf::from(".");
-    }
-    out.iter().collect()
-}
-
-fn first_line(msg: &str) -> String {
-    let line = msg.lines().next().unwrap_or(msg).trim();
-    line.strip_prefix("error: ").unwrap_or(line).to_string()
-}
-
-fn join_path(path: &[String], key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{}.{key}", path.join("."))
-    }
-}
-
-fn is_ignored(path: &str) -> bool {
-    FABRIC_IGNORED.iter().any(|k| k.eq_ignore_ascii_case(path))
-}
-
-/// Gives the document's keys the schema's spelling, drops empty values,
-/// drops Fabric keys Twill does not use, and refuses any other key.
-fn normalize(
-    doc: &mut Value,
-    schema: &Value,
-    path: &mut Vec<String>,
-    origin: &mut Origin,
-) -> Result<()> {
-    let (Value::Object(map), Value::Object(known)) = (&mut *doc, schema) else {
-        return Ok(());
-    };
-    let entries = std::mem::take(map);
-    for (key, value) in entries {
-        let here = join_path(path, &key);
-        if value.is_null() {
-            continue;
-        }
-        let Some(canonical) = known.keys().find(|k| k.eq_ignore_ascii_case(&key)) else {
-            if is_ignored(&here) {
-                origin.ignored.push(here);
-                continue;
-            }
-            let mut expected: Vec<&str> = known.keys().map(String::as_str).collect();
-            expected.sort_unstable();
-            return Err(origin.field_error(
-                &here,
-                format!("unknown key (expected one of: {})", expected.join(", ")),
-            ));
-        };
-        if map.contains_key(canonical) {
-            return Err(origin.field_error(
-                &join_path(path, canonical),
-                format!("set twice (as '{key}' and with another spelling)"),
-            ));
-        }
-        let mut value = value;
-        if let Some(sub) = known.get(canonical) {
-            path.push(canonical.clone());
-            normalize(&mut value, sub, path, origin)?;
-            path.pop();
-        }
-        map.insert(canonical.clone(), value);
-    }
-    Ok(())
-}
-
-/// Sets every schema leaf named by a `CORE_*` variable, converting the text
-/// to the leaf's type (bool, number, list) where it parses.
-fn overlay_env(
-    doc: &mut Value,
-    schema: &Value,
-    path: &mut Vec<String>,
-    env: &[(String, String)],
-    origin: &mut Origin,
-) {
-    let Value::Object(known) = schema else {
-        return;
-    };
-    if !doc.is_object() {
-        return;
-    }
-    for (key, leaf) in known {
-        path.push(key.clone());
-        if leaf.is_object() {
-            let existing = doc.get(key).cloned();
-            let child_exists = existing.is_some();
-            let mut child = existing.unwrap_or_else(|| Value::Object(Map::new()));
-            let before = origin.from_env.len();
-            overlay_env(&mut child, leaf, path, env, origin);
-            if child_exists || origin.from_env.len() > before {
-                if let Value::Object(m) = doc {
-                    m.insert(key.clone(), child);
-                }
-            }
-        } else {
-            let var = format!(
-                "{ENV_PREFIX}_{}",
-                path.iter()
-                    .map(|s| s.to_ascii_uppercase())
-                    .collect::<Vec<_>>()
-                    .join("_")
-            );
-            if let Some((name, text)) = env.iter().find(|(k, _)| k.eq_ignore_ascii_case(&var)) {
-                if let Value::Object(m) = doc {
-                    m.insert(key.clone(), env_value(text, leaf));
-                }
-                origin.from_env.insert(path.join("."), name.clone());
-            }
-        }
-        path.pop();
-    }
-}
-
-/// Converts an environment value to the type of the schema's leaf.
-fn env_value(text: &str, leaf: &Value) -> Value {
-    match leaf {
-        Value::Bool(_) => match text.trim() {
-            "1" | "t" | "T" | "true" | "TRUE" | "True" => Value::Bool(true),
-            "0" | "f" | "F" | "false" | "FALSE" | "False" => Value::Bool(false),
-            _ => Value::String(text.to_string()),
-        },
-        Value::Number(_) => match text.trim().parse::<u64>() {
-            Ok(n) => Value::from(n),
-            Err(_) => Value::String(text.to_string()),
-        },
-        Value::Array(_) => {
-            let t = text.trim();
-            let items: Vec<Value> = match t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-                Some(inner) => inner
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.to_string()))
-                    .collect(),
-                None => t
-                    .split_whitespace()
-                    .map(|s| Value::String(s.to_string()))
-                    .collect(),
-            };
-            Value::Array(items)
-        }
-        _ => Value::String(text.to_string()),
     }
 }
 
@@ -912,7 +708,13 @@ mod tests {
 
     #[test]
     fn paths_are_cleaned() {
-        assert_eq!(clean(Path::new("/a/b/../../c/./d")), Path::new("/c/d"));
-        assert_eq!(clean(Path::new("a/../../b")), Path::new("../b"));
+        assert_eq!(
+            twill_nodeconfig::clean(Path::new("/a/b/../../c/./d")),
+            Path::new("/c/d")
+        );
+        assert_eq!(
+            twill_nodeconfig::clean(Path::new("a/../../b")),
+            Path::new("../b")
+        );
     }
 }
