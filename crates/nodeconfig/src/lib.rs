@@ -36,9 +36,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Why a configuration did not load.
+/// A configuration that cannot be read or is not valid. The message is one
+/// line naming the file and, where there is one, the field.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("{}: cannot read the file: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is not valid YAML.
     #[error("{}: {message}", path.display())]
     Syntax {
@@ -47,12 +57,13 @@ pub enum LoadError {
         /// The parser's message (first line).
         message: String,
     },
-    /// A field is unknown, mistyped or invalid.
+    /// A setting is unknown, of the wrong type, or not valid.
     #[error("{}: {field}: {reason}", file.display())]
     Field {
-        /// The file.
+        /// The config file.
         file: PathBuf,
-        /// The field's dotted path, with the variable that set it if any.
+        /// Dotted path of the field, followed by the environment variable
+        /// when the value came from one.
         field: String,
         /// What is wrong.
         reason: String,
@@ -80,9 +91,9 @@ impl Origin {
         }
     }
 
-    /// A [`LoadError::Field`] about `field` of this configuration.
-    pub fn field_error(&self, field: &str, reason: impl Into<String>) -> LoadError {
-        LoadError::Field {
+    /// A [`ConfigError::Field`] about `field` of this configuration.
+    pub fn field_error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Field {
             file: self.file.clone(),
             field: self.field_name(field),
             reason: reason.into(),
@@ -100,14 +111,14 @@ pub fn load<T>(
     env: impl IntoIterator<Item = (String, String)>,
     prefix: &str,
     ignored: &[&str],
-) -> Result<(T, Origin), LoadError>
+) -> Result<(T, Origin), ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
     let mut doc: Value = if text.trim().is_empty() {
         Value::Object(Map::new())
     } else {
-        serde_saphyr::from_str(text).map_err(|e| LoadError::Syntax {
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
             message: first_line(&e.to_string()),
         })?
@@ -197,7 +208,7 @@ fn normalize(
     path: &mut Vec<String>,
     ignored: &[&str],
     origin: &mut Origin,
-) -> Result<(), LoadError> {
+) -> Result<(), ConfigError> {
     let (Value::Object(map), Value::Object(known)) = (&mut *doc, schema) else {
         return Ok(());
     };

@@ -51,58 +51,7 @@ pub const ENV_PREFIX: &str = "ORDERER";
 /// join them through the channel participation API.
 pub const BOOTSTRAP_NONE: &str = "none";
 
-/// A configuration that cannot be read or is not valid. The message is one
-/// line naming the file and, where there is one, the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The config file cannot be read.
-    #[error("{}: cannot read the file: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O failure.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid YAML.
-    #[error("{}: {message}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's complaint, with line and column.
-        message: String,
-    },
-    /// A setting is unknown, of the wrong type, or not valid.
-    #[error("{}: {field}: {reason}", file.display())]
-    Field {
-        /// The config file.
-        file: PathBuf,
-        /// Path of the field (`General.TLS.Certificate`), followed by the
-        /// environment variable when the value came from one.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl From<twill_nodeconfig::LoadError> for ConfigError {
-    fn from(e: twill_nodeconfig::LoadError) -> Self {
-        match e {
-            twill_nodeconfig::LoadError::Syntax { path, message } => {
-                ConfigError::Syntax { path, message }
-            }
-            twill_nodeconfig::LoadError::Field {
-                file,
-                field,
-                reason,
-            } => ConfigError::Field {
-                file,
-                field,
-                reason,
-            },
-        }
-    }
-}
+pub use twill_nodeconfig::ConfigError;
 
 /// Result alias of this module.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
@@ -462,7 +411,7 @@ impl OrdererConfig {
     /// An error about `field` of this configuration, in the module's
     /// one-line format (for checks made outside this module).
     pub fn field_error(&self, field: &str, reason: impl Into<String>) -> ConfigError {
-        self.origin.field_error(field, reason).into()
+        self.origin.field_error(field, reason)
     }
 
     /// `host:port` of the client-facing listener.
