@@ -16,6 +16,10 @@
 //! - [`serve_https`]: serving any router over rustls TLS (HTTP/1.1 and
 //!   HTTP/2 by ALPN) with graceful shutdown.
 //!
+//! - [`shutdown_signal`], [`init_logging`], [`write_json_file`]: the
+//!   process plumbing both node binaries share (stop on Ctrl-C or SIGTERM,
+//!   `RUST_LOG` logging to stderr, the `endpoints.json` they publish).
+//!
 //! The metrics registries themselves (which series, how they render) stay
 //! in the node crates; they implement [`RenderMetrics`].
 //!
@@ -361,6 +365,57 @@ where
         tracing::warn!(target: LOG, "connections still open after the shutdown grace period");
     }
     Ok(())
+}
+
+/// Completes on Ctrl-C or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: LOG, error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Installs the process's log output on stderr: `RUST_LOG` if set (e.g.
+/// `info,orderer::raft=debug`), else `default_filter`. For binaries.
+pub fn init_logging(default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Writes `value` as pretty JSON (and a newline) to `path`, creating its
+/// folder: written aside and renamed, so readers never see half a file.
+pub fn write_json_file<T: Serialize>(path: &std::path::Path, value: &T) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = serde_json::to_vec_pretty(value)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    text.push(b'\n');
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, &text)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -653,53 +653,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 fn write_endpoints(root: &Path, endpoints: &Endpoints) -> Result<()> {
     let path = root.join(ENDPOINTS_FILE);
-    let io = |source| ServerError::Io {
+    twill_ops::write_json_file(&path, endpoints).map_err(|source| ServerError::Io {
         path: path.clone(),
         source,
-    };
-    let mut text = serde_json::to_vec_pretty(endpoints)
-        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    text.push(b'\n');
-    // Written aside and renamed, so that readers never see half a file.
-    let tmp = root.join(format!("{ENDPOINTS_FILE}.tmp"));
-    std::fs::write(&tmp, &text).map_err(io)?;
-    std::fs::rename(&tmp, &path).map_err(io)?;
+    })?;
     tracing::debug!(target: LOG, file = %path.display(), "endpoints written");
     Ok(())
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target: LOG, error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Installs the process's log output: `RUST_LOG` if set (e.g.
-/// `info,orderer::raft=debug`), else `default_filter`. For binaries.
-pub fn init_logging(default_filter: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
+pub use twill_ops::{init_logging, shutdown_signal};
