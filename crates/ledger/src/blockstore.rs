@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
@@ -348,23 +348,10 @@ fn lock_dir(dir: &Path) -> Result<File> {
 /// lock for a moment after a previous `BlockStore` in this process was
 /// dropped. Wait that out instead of failing.
 fn open_index(index_dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
-    let deadline = Instant::now() + SLED_LOCK_WAIT;
-    loop {
-        match sled::Config::new()
-            .path(index_dir)
-            .cache_capacity(cache_bytes)
-            .open()
-        {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let config = sled::Config::new()
+        .path(index_dir)
+        .cache_capacity(cache_bytes);
+    Ok(crate::open_sled_waiting(&config, SLED_LOCK_WAIT)?)
 }
 
 /// Numbers of the block files in `blocks_dir`, ascending.

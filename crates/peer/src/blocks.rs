@@ -3,9 +3,8 @@
 
 use prost::Message;
 use twill_configtx::block::block_data_hash;
-use twill_policy::Policy;
 use twill_protos::common::{
-    Block, BlockMetadataIndex, ChannelHeader, Envelope, HeaderType, Payload,
+    Block, BlockData, BlockMetadataIndex, ChannelHeader, Envelope, HeaderType, Payload,
 };
 use twill_protos::peer::{
     filtered_transaction, ChaincodeAction, ChaincodeActionPayload, ChaincodeEvent, FilteredBlock,
@@ -77,6 +76,14 @@ pub fn set_tx_filter(block: &mut Block, codes: Vec<u8>) {
     md.metadata[TX_FILTER_SLOT] = codes;
 }
 
+/// Codes as TRANSACTIONS_FILTER bytes (one per transaction).
+pub fn filter_bytes(codes: &[TxValidationCode]) -> Vec<u8> {
+    codes
+        .iter()
+        .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
+        .collect()
+}
+
 /// A filter marking all `n` transactions VALID.
 pub fn all_valid(n: usize) -> Vec<u8> {
     vec![TxValidationCode::Valid as u8; n]
@@ -108,24 +115,11 @@ pub fn check_data_hash(block: &Block) -> Result<(), BlockError> {
         number,
         reason: "block has no header".into(),
     })?;
-    let data = block.data.clone().unwrap_or_default();
-    if header.data_hash != block_data_hash(&data) {
+    let empty = BlockData::default();
+    if header.data_hash != block_data_hash(block.data.as_ref().unwrap_or(&empty)) {
         return Err(BlockError::DataHash { number });
     }
     Ok(())
-}
-
-/// Checks a block's orderer signatures against `policy` (normally
-/// `/Channel/Orderer/BlockValidation`), with
-/// [`twill_configtx::block::verify_block_signatures`].
-pub fn verify_block_signatures(block: &Block, policy: &dyn Policy) -> Result<(), BlockError> {
-    let number = block_number(block);
-    twill_configtx::block::verify_block_signatures(block, policy).map_err(|e| {
-        BlockError::Signatures {
-            number,
-            reason: e.to_string(),
-        }
-    })
 }
 
 /// Fabric's filtered view of a block: per transaction its id, header type

@@ -11,19 +11,19 @@
 //! blocks with [`Channel::set_config`] and appends the block to
 //! [`Channel::store`].
 //!
-//! [`DefaultCommitter`] is the stand-in until the real validator and state
-//! committer exist: it checks the orderer signatures and the data hash,
-//! marks every transaction VALID, applies config blocks, and appends.
+//! The peer's committer is [`crate::committer::LedgerCommitter`]
+//! (validation, state, history, crash recovery).
 //!
 //! # Example
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use twill_peer::channel::{Channel, Committer, DefaultCommitter};
+//! use twill_peer::channel::{Channel, Committer};
+//! use twill_peer::committer::LedgerCommitter;
 //! # fn example(genesis: twill_protos::common::Block) -> Result<(), Box<dyn std::error::Error>> {
 //! let root = std::path::Path::new("/var/twill/peer0/ledgersData");
 //! let channel = Channel::create(root, &genesis)?;
-//! let committer: Arc<dyn Committer> = Arc::new(DefaultCommitter);
+//! let committer: Arc<dyn Committer> = Arc::new(LedgerCommitter::default());
 //! committer.open_channel(&channel)?;
 //! committer.commit(&channel, genesis)?;
 //! assert_eq!(channel.height(), 1);
@@ -41,8 +41,6 @@ use twill_ledger::{BlockStore, LedgerError};
 use twill_protos::common::{Block, BlockchainInfo};
 
 use crate::blocks::{self, BlockError};
-
-const LOG: &str = "peer::channel";
 
 /// Policy that must be satisfied by a block's orderer signatures.
 pub const BLOCK_VALIDATION_POLICY: &str = "/Channel/Orderer/BlockValidation";
@@ -182,77 +180,6 @@ pub trait Committer: Send + Sync {
     /// [`Channel::set_config`]. Block 0 (the genesis block given to join)
     /// carries no orderer signatures.
     fn commit(&self, channel: &Channel, block: Block) -> Result<CommitOutcome, CommitError>;
-}
-
-/// The stand-in committer: checks the data hash and (from block 1 on) the
-/// orderer signatures against `/Channel/Orderer/BlockValidation`, marks every
-/// transaction VALID, applies config blocks, appends.
-///
-/// It does not validate transactions or config updates and keeps no state
-/// database; the real validator/committer replaces it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultCommitter;
-
-impl Committer for DefaultCommitter {
-    fn commit(&self, channel: &Channel, mut block: Block) -> Result<CommitOutcome, CommitError> {
-        let id = channel.id().to_string();
-        let number = blocks::block_number(&block);
-        let height = channel.height();
-        if number != height {
-            return Err(CommitError::NotNext {
-                channel: id,
-                number,
-                height,
-            });
-        }
-        let block_err = |source| CommitError::Block {
-            channel: channel.id().to_string(),
-            source,
-        };
-        blocks::check_data_hash(&block).map_err(block_err)?;
-        if number > 0 {
-            let cfg = channel.config();
-            let policy = cfg
-                .policies
-                .get_policy(BLOCK_VALIDATION_POLICY)
-                .ok_or_else(|| {
-                    block_err(BlockError::Signatures {
-                        number,
-                        reason: format!("the channel has no {BLOCK_VALIDATION_POLICY} policy"),
-                    })
-                })?;
-            blocks::verify_block_signatures(&block, policy.as_ref()).map_err(block_err)?;
-        }
-        let new_config = if blocks::is_config_block(&block) {
-            Some(config_of(&block).map_err(|source| CommitError::Config {
-                channel: id.clone(),
-                number,
-                source,
-            })?)
-        } else {
-            None
-        };
-        let codes = blocks::all_valid(blocks::tx_count(&block));
-        blocks::set_tx_filter(&mut block, codes.clone());
-        // The data hash was checked above.
-        channel
-            .store()
-            .append_built(&block)
-            .map_err(|source| CommitError::Ledger {
-                channel: id.clone(),
-                source,
-            })?;
-        let config_updated = new_config.is_some();
-        if let Some(cfg) = new_config {
-            tracing::info!(target: LOG, channel = %id, number, sequence = cfg.config.sequence, "channel config updated");
-            channel.set_config(cfg);
-        }
-        Ok(CommitOutcome {
-            number,
-            validation_codes: codes,
-            config_updated,
-        })
-    }
 }
 
 /// The typed config carried by a config block.

@@ -48,7 +48,6 @@ use twill_configtx::channel::ChannelConfig;
 use twill_ledger::state::{Height, KeyWrite, StateDb, UpdateBatch};
 use twill_ledger::{BlockStore, LedgerError};
 use twill_protos::common::Block;
-use twill_protos::peer::TxValidationCode;
 
 use crate::blocks;
 use crate::channel::{config_of, Channel, CommitError, CommitOutcome, Committer};
@@ -130,12 +129,6 @@ impl PendingCommit {
             }
             self.cv.wait(&mut done);
         }
-    }
-
-    /// True if the batch writes `key` (value or metadata).
-    fn touches(&self, ns: &str, key: &str) -> bool {
-        let k = (ns.to_owned(), key.to_owned());
-        self.batch.writes.contains_key(&k) || self.batch.metadata.contains_key(&k)
     }
 }
 
@@ -283,7 +276,7 @@ impl Committer for LedgerCommitter {
         }
         Ok(CommitOutcome {
             number,
-            validation_codes: codes_bytes(&validated.codes),
+            validation_codes: blocks::filter_bytes(&validated.codes),
             config_updated,
         })
     }
@@ -435,13 +428,6 @@ fn normalise(mut batch: UpdateBatch) -> UpdateBatch {
     batch
 }
 
-fn codes_bytes(codes: &[TxValidationCode]) -> Vec<u8> {
-    codes
-        .iter()
-        .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
-        .collect()
-}
-
 /// The state database as the validator reads it.
 struct StateAdapter<'a>(&'a StateDb);
 
@@ -490,25 +476,33 @@ struct OverlayView<'a> {
 }
 
 impl OverlayView<'_> {
-    fn write_of(&self, ns: &str, key: &str) -> Option<&(KeyWrite, Height)> {
+    /// What the pending batch does to the key: `Some(Some(write))` for a
+    /// value write, `Some(None)` for a metadata-only write, `None` if it
+    /// does not touch the key (or nothing is pending).
+    #[allow(clippy::option_option)]
+    fn pending_write(&self, ns: &str, key: &str) -> Option<Option<&(KeyWrite, Height)>> {
         let pending = self.pending?;
-        pending.batch.writes.get(&(ns.to_owned(), key.to_owned()))
+        let k = (ns.to_owned(), key.to_owned());
+        match pending.batch.writes.get(&k) {
+            Some(w) => Some(Some(w)),
+            None => pending.batch.metadata.contains_key(&k).then_some(None),
+        }
     }
 }
 
 impl StateView for OverlayView<'_> {
     fn version(&self, ns: &str, key: &str) -> Result<Option<Height>, StateAccessError> {
-        match self.write_of(ns, key) {
-            Some((KeyWrite::Put(_), h)) => Ok(Some(*h)),
-            Some((KeyWrite::Delete, _)) => Ok(None),
-            None => match self.pending {
+        match self.pending_write(ns, key) {
+            Some(Some((KeyWrite::Put(_), h))) => Ok(Some(*h)),
+            Some(Some((KeyWrite::Delete, _))) => Ok(None),
+            Some(None) => {
                 // A metadata-only write moves the version too.
-                Some(p) if p.touches(ns, key) => {
+                if let Some(p) = self.pending {
                     p.wait().map_err(access)?;
-                    StateAdapter(self.db).version(ns, key)
                 }
-                _ => StateAdapter(self.db).version(ns, key),
-            },
+                StateAdapter(self.db).version(ns, key)
+            }
+            None => StateAdapter(self.db).version(ns, key),
         }
     }
 
@@ -517,19 +511,17 @@ impl StateView for OverlayView<'_> {
         ns: &str,
         key: &str,
     ) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, StateAccessError> {
-        if let Some(p) = self.pending {
-            if p.touches(ns, key) {
-                p.wait().map_err(access)?;
-            }
+        if let (Some(p), Some(_)) = (self.pending, self.pending_write(ns, key)) {
+            p.wait().map_err(access)?;
         }
         StateAdapter(self.db).metadata(ns, key)
     }
 
     fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StateAccessError> {
-        match self.write_of(ns, key) {
-            Some((KeyWrite::Put(v), _)) => Ok(Some(v.clone())),
-            Some((KeyWrite::Delete, _)) => Ok(None),
-            None => StateAdapter(self.db).get(ns, key),
+        match self.pending_write(ns, key) {
+            Some(Some((KeyWrite::Put(v), _))) => Ok(Some(v.clone())),
+            Some(Some((KeyWrite::Delete, _))) => Ok(None),
+            _ => StateAdapter(self.db).get(ns, key),
         }
     }
 

@@ -9,7 +9,7 @@
 //! - [`node`]: startup, the channel registry [`node::Peer`], the listeners;
 //! - [`channel`]: a joined [`channel::Channel`] (block store + config) and
 //!   the [`channel::Committer`] seam every block goes through, with the
-//!   stand-in [`channel::DefaultCommitter`];
+//!   committer [`committer::LedgerCommitter`];
 //! - [`deliverclient`]: one task per channel pulling blocks from the
 //!   channel's orderers, with failover;
 //! - [`deliver`]: the peer's `protos.Deliver` service (blocks, filtered

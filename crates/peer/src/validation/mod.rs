@@ -81,7 +81,7 @@ use tracing::{debug, info};
 use twill_configtx::block::{block_data_hash, verify_block_signatures};
 use twill_configtx::channel::{config_from_block, ChannelConfig};
 use twill_ledger::state::{Height, UpdateBatch};
-use twill_protos::common::{Block, BlockMetadata, BlockMetadataIndex};
+use twill_protos::common::Block;
 use twill_protos::peer::TxValidationCode;
 
 pub use error::{Result, StateAccessError, ValidationError};
@@ -317,41 +317,19 @@ impl BlockValidator {
 /// Writes the codes into the block's TRANSACTIONS_FILTER metadata slot,
 /// one byte per transaction, as Fabric does; adds missing metadata slots.
 pub fn set_tx_filter(block: &mut Block, codes: &[TxValidationCode]) {
-    let slot = BlockMetadataIndex::TransactionsFilter as usize;
-    let metadata = block.metadata.get_or_insert_with(BlockMetadata::default);
-    let slots = (BlockMetadataIndex::CommitHash as usize + 1).max(slot + 1);
-    if metadata.metadata.len() < slots {
-        metadata.metadata.resize(slots, Vec::new());
-    }
-    let filter: Vec<u8> = codes
-        .iter()
-        .map(|c| u8::try_from(*c as i32).unwrap_or(u8::MAX))
-        .collect();
-    if let Some(s) = metadata.metadata.get_mut(slot) {
-        *s = filter;
-    }
+    crate::blocks::set_tx_filter(block, crate::blocks::filter_bytes(codes));
 }
 
 /// Reads the TRANSACTIONS_FILTER slot back into codes (unknown bytes become
 /// `INVALID_OTHER_REASON`); empty when the slot is absent.
 pub fn tx_filter(block: &Block) -> Vec<TxValidationCode> {
-    block
-        .metadata
-        .as_ref()
-        .and_then(|m| {
-            m.metadata
-                .get(BlockMetadataIndex::TransactionsFilter as usize)
+    crate::blocks::tx_filter(block)
+        .iter()
+        .map(|b| {
+            TxValidationCode::try_from(i32::from(*b))
+                .unwrap_or(TxValidationCode::InvalidOtherReason)
         })
-        .map(|bytes| {
-            bytes
-                .iter()
-                .map(|b| {
-                    TxValidationCode::try_from(i32::from(*b))
-                        .unwrap_or(TxValidationCode::InvalidOtherReason)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+        .collect()
 }
 
 #[cfg(test)]
