@@ -175,6 +175,14 @@ pub trait Committer: Send + Sync {
         Ok(())
     }
 
+    /// A hint that `block` will be committed after the blocks before it:
+    /// a committer may start the checks that need neither the state nor
+    /// the earlier blocks. Blocks that are not ahead of the channel's
+    /// height are ignored. The default does nothing.
+    fn prepare(&self, channel: &Channel, block: &Block) {
+        let _ = (channel, block);
+    }
+
     /// Validates `block`, sets its TRANSACTIONS_FILTER, appends it to
     /// `channel.store()` and, for a config block, calls
     /// [`Channel::set_config`]. Block 0 (the genesis block given to join)

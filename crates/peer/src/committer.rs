@@ -26,6 +26,14 @@
 //! forward. [`ChannelLedger::state`] waits for the running commit, so
 //! readers always see whole blocks.
 //!
+//! The signature checks of the next blocks also run ahead: a block source
+//! that has received blocks beyond the one being committed hands them to
+//! [`Committer::prepare`], which starts [`BlockValidator::prepare`] on the
+//! validation pool (up to [`LOOKAHEAD`] blocks). When the block's turn
+//! comes, only the state-dependent checks are left. A prepared result is
+//! used only if it was made for the same block under the config sequence in
+//! force; a config block in between makes the next block be checked again.
+//!
 //! # Recovery
 //!
 //! The block store is the source of truth. After a crash the state DB's
@@ -52,10 +60,13 @@ use twill_protos::common::Block;
 use crate::blocks;
 use crate::channel::{config_of, Channel, CommitError, CommitOutcome, Committer};
 use crate::validation::{
-    set_tx_filter, tx_filter, BlockValidator, StateAccessError, StateView, TxIdIndex,
+    set_tx_filter, tx_filter, BlockValidator, PreparedBlock, StateAccessError, StateView, TxIdIndex,
 };
 
 const LOG: &str = "peer::committer";
+
+/// Blocks past the one being committed whose checks may run ahead.
+pub const LOOKAHEAD: usize = 4;
 
 /// Folder of a channel's state database inside its ledger folder.
 pub const STATE_DIR: &str = "state";
@@ -66,6 +77,34 @@ pub struct ChannelLedger {
     validator: BlockValidator,
     /// The state commit of the last block, running in the background.
     pending: Mutex<Option<Arc<PendingCommit>>>,
+    /// Blocks whose state-independent checks were started ahead, by number.
+    prepared: Mutex<Vec<(u64, Arc<PrepareSlot>)>>,
+}
+
+/// The result of [`BlockValidator::prepare`] running on the pool.
+#[derive(Default)]
+struct PrepareSlot {
+    /// `None` while running; then the result (`None` if it failed: the
+    /// block is checked again in its turn and reports the error there).
+    done: Mutex<Option<Option<PreparedBlock>>>,
+    cv: Condvar,
+}
+
+impl PrepareSlot {
+    fn finish(&self, result: Option<PreparedBlock>) {
+        *self.done.lock() = Some(result);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) -> Option<PreparedBlock> {
+        let mut done = self.done.lock();
+        loop {
+            if let Some(result) = done.take() {
+                return result;
+            }
+            self.cv.wait(&mut done);
+        }
+    }
 }
 
 impl ChannelLedger {
@@ -205,12 +244,43 @@ impl Committer for LedgerCommitter {
             state: Arc::new(state),
             validator: BlockValidator::new(channel.id(), self.threads),
             pending: Mutex::new(None),
+            prepared: Mutex::new(Vec::new()),
         });
         recover(channel, &ledger)?;
         self.channels
             .lock()
             .insert(channel.id().to_string(), ledger);
         Ok(())
+    }
+
+    fn prepare(&self, channel: &Channel, block: &Block) {
+        let number = blocks::block_number(block);
+        let Ok(ledger) = self.ledger_of(channel) else {
+            return;
+        };
+        let height = channel.height();
+        if number < height || number > height + LOOKAHEAD as u64 {
+            return;
+        }
+        let slot = Arc::new(PrepareSlot::default());
+        {
+            let mut prepared = ledger.prepared.lock();
+            prepared.retain(|(n, _)| *n >= height);
+            if prepared.iter().any(|(n, _)| *n == number) {
+                return;
+            }
+            prepared.push((number, slot.clone()));
+        }
+        let block = block.clone();
+        let config = channel.config();
+        let job_ledger = ledger.clone();
+        ledger.validator.spawn(move || {
+            let result = job_ledger.validator.prepare(&block, &config);
+            if let Err(e) = &result {
+                tracing::debug!(target: LOG, number, error = %e, "checking a block ahead failed");
+            }
+            slot.finish(result.ok());
+        });
     }
 
     fn commit(&self, channel: &Channel, mut block: Block) -> Result<CommitOutcome, CommitError> {
@@ -232,6 +302,7 @@ impl Committer for LedgerCommitter {
             .validator
             .verify_block(&block, &config)
             .map_err(|e| other(channel, number, e))?;
+        let prepared = take_prepared(&ledger, number);
         // The previous block's state commit may still be running: read
         // through its batch.
         let previous = ledger.pending.lock().clone();
@@ -241,9 +312,10 @@ impl Committer for LedgerCommitter {
         };
         let validated = ledger
             .validator
-            .validate(
+            .validate_prepared(
                 &block,
                 &config,
+                prepared,
                 &view,
                 &TxIds {
                     store: channel.store(),
@@ -280,6 +352,21 @@ impl Committer for LedgerCommitter {
             config_updated,
         })
     }
+}
+
+/// Waits for the checks of block `number` if they were started ahead, and
+/// forgets those of earlier blocks.
+fn take_prepared(ledger: &ChannelLedger, number: u64) -> Option<PreparedBlock> {
+    let slot = {
+        let mut prepared = ledger.prepared.lock();
+        let slot = prepared
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, slot)| slot.clone());
+        prepared.retain(|(n, _)| *n > number);
+        slot
+    };
+    slot.and_then(|s| s.wait())
 }
 
 /// Block 0: no orderer signatures to check, no transactions to validate

@@ -10,9 +10,10 @@ use twill_crypto::Sha256Hasher;
 
 use super::encoding::{
     check_namespace, decode_history_key, decode_history_value, decode_metadata_only,
-    decode_savepoint, decode_state_value, decode_version, encode_history_value, encode_savepoint,
-    encode_state_value, history_key, history_key_prefix, state_key, state_ns_end, state_ns_prefix,
-    FORMAT_KEY, FORMAT_VERSION, HISTORY_PREFIX, SAVEPOINT_KEY, STATE_PREFIX,
+    decode_savepoint, decode_state_entry, decode_state_value, decode_version, encode_history_value,
+    encode_savepoint, encode_state_value, history_key, history_key_prefix, state_key, state_ns_end,
+    state_ns_prefix, FORMAT_KEY, FORMAT_VERSION, HISTORY_PREFIX, OLD_FORMATS, SAVEPOINT_KEY,
+    STATE_PREFIX,
 };
 use super::error::{Result, StateError};
 use super::types::{Height, HistoryEntry, KeyWrite, UpdateBatch, VersionedValue};
@@ -146,6 +147,18 @@ impl StateDb {
                 tree.insert(FORMAT_KEY, FORMAT_VERSION)?;
             }
             Some(found) if found.as_ref() == FORMAT_VERSION => {}
+            Some(found) if OLD_FORMATS.contains(&found.as_ref()) => {
+                // The block store is the source of truth: start empty and
+                // let recovery re-apply every block in the new layout.
+                tracing::warn!(
+                    target: "ledger::state",
+                    dir = %dir.display(),
+                    found = %String::from_utf8_lossy(&found),
+                    "state database has an earlier layout; rebuilding it from the block store"
+                );
+                tree.clear()?;
+                tree.insert(FORMAT_KEY, FORMAT_VERSION)?;
+            }
             Some(found) => {
                 return Err(StateError::UnsupportedFormat {
                     found: found.to_vec(),
@@ -295,17 +308,14 @@ impl StateDb {
         }
         let mut out = sled::Batch::default();
 
-        // Per key, the batch's value changes in height order: metadata
-        // writes are resolved against them.
-        let mut events: BTreeMap<(&str, &str), Vec<(Height, bool)>> = BTreeMap::new();
+        // Per key, the batch's value changes (put or delete) in height order.
+        let mut events: BTreeMap<(&str, &str), Vec<&HistoryEntry>> = BTreeMap::new();
         for entry in &batch.history {
             check_namespace(&entry.namespace)?;
-            let hk = history_key(&entry.namespace, &entry.key, entry.height)?;
-            out.insert(hk, encode_history_value(entry.is_delete, &entry.value));
             events
                 .entry((entry.namespace.as_str(), entry.key.as_str()))
                 .or_default()
-                .push((entry.height, entry.is_delete));
+                .push(entry);
         }
 
         let keys: BTreeSet<&(String, String)> =
@@ -317,24 +327,66 @@ impl StateDb {
             let write = batch.writes.get(nk).map(|(w, h)| (w, *h));
             let meta = batch.metadata.get(nk).map(|(m, h)| (m, *h));
             let mut key_events = events.remove(&(ns, key)).unwrap_or_default();
+            key_events.sort_by_key(|e| e.height);
+            let mut changes: Vec<(Height, bool)> =
+                key_events.iter().map(|e| (e.height, e.is_delete)).collect();
             if let Some((w, h)) = write {
-                if !key_events.iter().any(|(eh, _)| *eh == h) {
-                    key_events.push((h, matches!(w, KeyWrite::Delete)));
+                if !changes.iter().any(|(eh, _)| *eh == h) {
+                    changes.push((h, matches!(w, KeyWrite::Delete)));
+                    changes.sort();
                 }
             }
-            key_events.sort();
+            let stored = match self.tree.get(&raw_key)? {
+                Some(raw) => Some(decode_state_entry(&raw_key, &raw)?),
+                None => None,
+            };
+            let resolved = resolve(stored.as_ref(), write, meta, &changes);
 
-            match resolve(&self.tree, &raw_key, write, meta, &key_events)? {
+            // History: a value write retires the stored current value to
+            // its own entry; every change of the batch gets one, except a
+            // final put, which lives in the state entry.
+            if write.is_some() {
+                if let Some((old, old_height)) = &stored {
+                    out.insert(
+                        history_key(ns, key, *old_height)?,
+                        encode_history_value(false, &old.value),
+                    );
+                }
+            }
+            let current = match (&resolved, write) {
+                (Resolved::Set { value_height, .. }, Some(_)) => Some(*value_height),
+                _ => None,
+            };
+            for e in key_events.iter().filter(|e| Some(e.height) != current) {
+                out.insert(
+                    history_key(ns, key, e.height)?,
+                    encode_history_value(e.is_delete, &e.value),
+                );
+            }
+
+            match resolved {
                 Resolved::Remove => out.remove(raw_key),
                 Resolved::Unchanged => {}
                 Resolved::Set {
                     value,
                     version,
+                    value_height,
                     metadata,
                 } => {
-                    let encoded = encode_state_value(ns, key, &value, version, &metadata)?;
+                    let encoded =
+                        encode_state_value(ns, key, &value, version, value_height, &metadata)?;
                     out.insert(raw_key, encoded);
                 }
+            }
+        }
+        // History entries of keys the batch does not write (not produced by
+        // UpdateBatch::put, kept for completeness).
+        for ((ns, key), entries) in events {
+            for e in entries {
+                out.insert(
+                    history_key(ns, key, e.height)?,
+                    encode_history_value(e.is_delete, &e.value),
+                );
             }
         }
 
@@ -357,6 +409,18 @@ impl StateDb {
         check_namespace(ns)?;
         let prefix = history_key_prefix(ns, key)?;
         let mut out = Vec::new();
+        // The current value is the newest entry; older ones are under 'h'.
+        let raw_key = state_key(ns, key);
+        if let Some(raw) = self.tree.get(&raw_key)? {
+            let (current, value_height) = decode_state_entry(&raw_key, &raw)?;
+            out.push(HistoryEntry {
+                namespace: ns.to_owned(),
+                key: key.to_owned(),
+                height: value_height,
+                is_delete: false,
+                value: current.value,
+            });
+        }
         for item in self.tree.scan_prefix(&prefix).rev() {
             let (raw_key, raw_value) = item?;
             let (_, _, height) = decode_history_key(&raw_key)?;
@@ -373,21 +437,23 @@ impl StateDb {
     }
 
     /// SHA-256 over every state entry (namespace, key, value, version,
-    /// metadata) in key order, then every history entry in key order, then
-    /// the savepoint. Two databases that committed the same batches give
-    /// the same hash, whatever their physical layout.
+    /// height of the value's write, metadata) in key order, then every
+    /// stored history entry in key order, then the savepoint. Two databases
+    /// that committed the same batches give the same hash, however sled
+    /// laid out its files.
     pub fn state_hash(&self) -> Result<[u8; 32]> {
         let mut h = Sha256Hasher::new();
         h.update(b"twill-state-hash-v1");
         for item in self.tree.scan_prefix([STATE_PREFIX]) {
             let (raw_key, raw_value) = item?;
             let (ns, key) = split_state_key(&raw_key)?;
-            let vv = decode_state_value(&raw_key, &raw_value)?;
+            let (vv, value_height) = decode_state_entry(&raw_key, &raw_value)?;
             h.update(b"s");
             framed(&mut h, ns);
             framed(&mut h, key);
             framed(&mut h, &vv.value);
             h.update(&vv.version.to_bytes());
+            h.update(&value_height.to_bytes());
             h.update(&(vv.metadata.len() as u64).to_be_bytes());
             for (name, entry) in &vv.metadata {
                 framed(&mut h, name.as_bytes());
@@ -431,21 +497,22 @@ enum Resolved {
     Set {
         value: Vec<u8>,
         version: Height,
+        /// Height of the write that set `value`.
+        value_height: Height,
         metadata: BTreeMap<String, Vec<u8>>,
     },
 }
 
-/// Works out the final state of one key from its stored entry, the batch's
-/// final value write, its metadata write, and the ordered value changes
-/// (height, is_delete) the batch made to it. The stored entry is read only
-/// when needed.
+/// Works out the final state of one key from its stored entry (with the
+/// height of its value's write), the batch's final value write, its
+/// metadata write, and the ordered value changes (height, is_delete) the
+/// batch made to it.
 fn resolve(
-    tree: &sled::Tree,
-    raw_key: &[u8],
+    stored: Option<&(VersionedValue, Height)>,
     write: Option<(&KeyWrite, Height)>,
     meta: Option<(&BTreeMap<String, Vec<u8>>, Height)>,
     events: &[(Height, bool)],
-) -> Result<Resolved> {
+) -> Resolved {
     // A metadata write takes effect if the key exists when it is written
     // and is not deleted afterwards in the batch.
     let meta_survives = |stored_exists: bool, m: Height| {
@@ -456,51 +523,43 @@ fn resolve(
         exists_at_m && !events.iter().any(|(h, d)| *d && *h > m)
     };
     match write {
-        Some((KeyWrite::Delete, _)) => Ok(Resolved::Remove),
+        Some((KeyWrite::Delete, _)) => Resolved::Remove,
         Some((KeyWrite::Put(value), w)) => {
-            let deleted_in_batch = events.iter().any(|(_, d)| *d);
-            // Read the stored entry only if something from it can survive.
-            let needs_stored = !deleted_in_batch || meta.is_some();
-            let stored = if needs_stored {
-                tree.get(raw_key)?
-            } else {
-                None
-            };
             if let Some((entries, m)) = meta {
                 if meta_survives(stored.is_some(), m) {
-                    return Ok(Resolved::Set {
+                    return Resolved::Set {
                         value: value.clone(),
                         version: w.max(m),
+                        value_height: w,
                         metadata: entries.clone(),
-                    });
+                    };
                 }
             }
-            let metadata = match (&stored, deleted_in_batch) {
-                (Some(raw), false) => decode_metadata_only(raw_key, raw)?,
+            let deleted_in_batch = events.iter().any(|(_, d)| *d);
+            let metadata = match (stored, deleted_in_batch) {
+                (Some((old, _)), false) => old.metadata.clone(),
                 _ => BTreeMap::new(),
             };
-            Ok(Resolved::Set {
+            Resolved::Set {
                 value: value.clone(),
                 version: w,
+                value_height: w,
                 metadata,
-            })
+            }
         }
         None => {
-            let Some((entries, m)) = meta else {
-                return Ok(Resolved::Unchanged);
-            };
-            let Some(raw) = tree.get(raw_key)? else {
-                return Ok(Resolved::Unchanged);
+            let (Some((entries, m)), Some((old, value_height))) = (meta, stored) else {
+                return Resolved::Unchanged;
             };
             if !meta_survives(true, m) {
-                return Ok(Resolved::Unchanged);
+                return Resolved::Unchanged;
             }
-            let stored = decode_state_value(raw_key, &raw)?;
-            Ok(Resolved::Set {
-                value: stored.value,
-                version: stored.version.max(m),
+            Resolved::Set {
+                value: old.value.clone(),
+                version: old.version.max(m),
+                value_height: *value_height,
                 metadata: entries.clone(),
-            })
+            }
         }
     }
 }

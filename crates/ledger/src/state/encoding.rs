@@ -2,7 +2,7 @@
 //! one `sled::Batch` commits state, history and savepoint atomically.
 //!
 //! ```text
-//! 's' ns 0x00 key                          -> version(16) meta_len(u32 BE) meta value
+//! 's' ns 0x00 key                          -> version(16) value_height(16) meta_len(u32 BE) meta value
 //! 'h' ns 0x00 key_len(u32 BE) key height(16) -> flag(1: 0 put, 1 delete) value
 //! 'm' "savepoint"                          -> block number (u64 BE)
 //! 'm' "format"                             -> FORMAT_VERSION
@@ -14,6 +14,12 @@
 //! order of the key. Keys may contain 0x00 (composite keys): the history
 //! key length-prefixes the key so that the entries of one key are exactly
 //! the keys under `'h' ns 0x00 len key`, followed by a fixed 16 bytes.
+//!
+//! A key's current value is its newest history entry: it is kept only in
+//! the state entry (with `value_height`, the height of the write that set
+//! it, which differs from `version` after a metadata-only write). When a
+//! later write replaces or deletes it, the commit moves it to an `'h'`
+//! entry. Creating a key therefore costs one write, not two.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +30,9 @@ pub(crate) const STATE_PREFIX: u8 = b's';
 pub(crate) const HISTORY_PREFIX: u8 = b'h';
 pub(crate) const SAVEPOINT_KEY: &[u8] = b"msavepoint";
 pub(crate) const FORMAT_KEY: &[u8] = b"mformat";
-pub(crate) const FORMAT_VERSION: &[u8] = b"twill-state-1";
+pub(crate) const FORMAT_VERSION: &[u8] = b"twill-state-2";
+/// Earlier layouts a database may hold; it is rebuilt from the block store.
+pub(crate) const OLD_FORMATS: &[&[u8]] = &[b"twill-state-1"];
 
 const NS_SEP: u8 = 0x00;
 const HEIGHT_LEN: usize = 16;
@@ -137,6 +145,7 @@ pub(crate) fn encode_state_value(
     key: &str,
     value: &[u8],
     version: Height,
+    value_height: Height,
     metadata: &BTreeMap<String, Vec<u8>>,
 ) -> Result<Vec<u8>> {
     let too_large = || StateError::MetadataTooLarge {
@@ -153,8 +162,9 @@ pub(crate) fn encode_state_value(
         meta.extend_from_slice(entry);
     }
     let meta_len = u32::try_from(meta.len()).map_err(|_| too_large())?;
-    let mut out = Vec::with_capacity(HEIGHT_LEN + 4 + meta.len() + value.len());
+    let mut out = Vec::with_capacity(2 * HEIGHT_LEN + 4 + meta.len() + value.len());
     out.extend_from_slice(&version.to_bytes());
+    out.extend_from_slice(&value_height.to_bytes());
     out.extend_from_slice(&meta_len.to_be_bytes());
     out.extend_from_slice(&meta);
     out.extend_from_slice(value);
@@ -172,22 +182,30 @@ pub(crate) fn decode_version(raw_key: &[u8], raw: &[u8]) -> Result<Height> {
         })
 }
 
-/// Splits a stored state value into (version, raw metadata, value).
-fn split_state_value<'a>(raw_key: &[u8], raw: &'a [u8]) -> Result<(Height, &'a [u8], &'a [u8])> {
+/// Splits a stored state value into (version, value height, raw metadata,
+/// value).
+fn split_state_value<'a>(
+    raw_key: &[u8],
+    raw: &'a [u8],
+) -> Result<(Height, Height, &'a [u8], &'a [u8])> {
     let corrupt = |reason| StateError::Corrupt {
         kind: "state",
         key: raw_key.to_vec(),
         reason,
     };
     let version = decode_version(raw_key, raw)?;
+    let value_height = raw
+        .get(HEIGHT_LEN..2 * HEIGHT_LEN)
+        .and_then(Height::from_bytes)
+        .ok_or_else(|| corrupt("value shorter than two heights"))?;
     let (meta_len, rest) =
-        split_u32(&raw[HEIGHT_LEN..]).ok_or_else(|| corrupt("truncated metadata length"))?;
+        split_u32(&raw[2 * HEIGHT_LEN..]).ok_or_else(|| corrupt("truncated metadata length"))?;
     let meta_len = meta_len as usize;
     if rest.len() < meta_len {
         return Err(corrupt("metadata runs past the end of the value"));
     }
     let (meta, value) = rest.split_at(meta_len);
-    Ok((version, meta, value))
+    Ok((version, value_height, meta, value))
 }
 
 fn decode_metadata(raw_key: &[u8], mut meta: &[u8]) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -211,17 +229,25 @@ pub(crate) fn decode_metadata_only(
     raw_key: &[u8],
     raw: &[u8],
 ) -> Result<BTreeMap<String, Vec<u8>>> {
-    let (_, meta, _) = split_state_value(raw_key, raw)?;
+    let (_, _, meta, _) = split_state_value(raw_key, raw)?;
     decode_metadata(raw_key, meta)
 }
 
 pub(crate) fn decode_state_value(raw_key: &[u8], raw: &[u8]) -> Result<VersionedValue> {
-    let (version, meta, value) = split_state_value(raw_key, raw)?;
-    Ok(VersionedValue {
-        value: value.to_vec(),
-        version,
-        metadata: decode_metadata(raw_key, meta)?,
-    })
+    Ok(decode_state_entry(raw_key, raw)?.0)
+}
+
+/// The versioned value and the height of the write that set the value.
+pub(crate) fn decode_state_entry(raw_key: &[u8], raw: &[u8]) -> Result<(VersionedValue, Height)> {
+    let (version, value_height, meta, value) = split_state_value(raw_key, raw)?;
+    Ok((
+        VersionedValue {
+            value: value.to_vec(),
+            version,
+            metadata: decode_metadata(raw_key, meta)?,
+        },
+        value_height,
+    ))
 }
 
 pub(crate) fn encode_savepoint(block: u64) -> [u8; 8] {
@@ -257,9 +283,18 @@ mod tests {
         let mut meta = BTreeMap::new();
         meta.insert("VALIDATION_PARAMETER".to_owned(), vec![1, 2, 3]);
         meta.insert("b".to_owned(), Vec::new());
-        let raw = encode_state_value("cc", "k", b"val", Height::new(7, 2), &meta).unwrap();
+        let raw = encode_state_value(
+            "cc",
+            "k",
+            b"val",
+            Height::new(7, 2),
+            Height::new(5, 1),
+            &meta,
+        )
+        .unwrap();
         assert_eq!(decode_version(b"k", &raw).unwrap(), Height::new(7, 2));
-        let vv = decode_state_value(b"k", &raw).unwrap();
+        let (vv, value_height) = decode_state_entry(b"k", &raw).unwrap();
+        assert_eq!(value_height, Height::new(5, 1));
         assert_eq!(vv.value, b"val");
         assert_eq!(vv.metadata, meta);
         assert_eq!(decode_metadata_only(b"k", &raw).unwrap(), meta);
@@ -267,12 +302,14 @@ mod tests {
 
     #[test]
     fn truncated_state_values_are_corrupt() {
-        let raw = encode_state_value("cc", "k", b"", Height::new(1, 1), &BTreeMap::new()).unwrap();
+        let h = Height::new(1, 1);
+        let raw = encode_state_value("cc", "k", b"", h, h, &BTreeMap::new()).unwrap();
         assert!(decode_state_value(b"k", &raw[..10]).is_err());
         assert!(decode_state_value(b"k", &raw[..18]).is_err());
+        assert!(decode_state_value(b"k", &raw[..34]).is_err());
         let mut meta = BTreeMap::new();
         meta.insert("n".to_owned(), vec![9; 10]);
-        let raw = encode_state_value("cc", "k", b"", Height::new(1, 1), &meta).unwrap();
+        let raw = encode_state_value("cc", "k", b"", h, h, &meta).unwrap();
         let err = decode_state_value(b"k", &raw[..raw.len() - 1]).unwrap_err();
         assert_eq!(err.code(), "STATE_CORRUPT");
     }

@@ -425,3 +425,80 @@ fn composite_keys_round_trip_and_refuse_bad_parts() {
         "STATE_NOT_COMPOSITE_KEY"
     );
 }
+
+#[test]
+fn history_keeps_retired_values_and_ignores_metadata_writes() {
+    let (_d, db) = open();
+    let mut b = UpdateBatch::default();
+    put(&mut b, "cc", "k", "v1", Height::new(1, 0));
+    db.commit(&b, 1).unwrap();
+
+    // A metadata-only write moves the version, not the history.
+    let mut b = UpdateBatch::default();
+    b.put_metadata(
+        "cc",
+        "k",
+        BTreeMap::from([("A".to_owned(), b"x".to_vec())]),
+        Height::new(2, 0),
+    );
+    db.commit(&b, 2).unwrap();
+    assert_eq!(db.get_version("cc", "k").unwrap(), Some(Height::new(2, 0)));
+    let h = db.history("cc", "k").unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(
+        (h[0].height, h[0].value.as_slice()),
+        (Height::new(1, 0), &b"v1"[..])
+    );
+
+    // Each later write retires the value it replaces into history.
+    let mut b = UpdateBatch::default();
+    put(&mut b, "cc", "k", "v2", Height::new(3, 0));
+    db.commit(&b, 3).unwrap();
+    let mut b = UpdateBatch::default();
+    put(&mut b, "cc", "k", "v3", Height::new(4, 1));
+    put(&mut b, "cc", "k", "v4", Height::new(4, 2));
+    db.commit(&b, 4).unwrap();
+    let summary: Vec<(Height, Vec<u8>)> = db
+        .history("cc", "k")
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.height, e.value))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (Height::new(4, 2), b"v4".to_vec()),
+            (Height::new(4, 1), b"v3".to_vec()),
+            (Height::new(3, 0), b"v2".to_vec()),
+            (Height::new(1, 0), b"v1".to_vec()),
+        ]
+    );
+    // The metadata outlived the value writes.
+    assert_eq!(
+        db.get_metadata("cc", "k").unwrap().unwrap().get("A"),
+        Some(&b"x".to_vec())
+    );
+}
+
+#[test]
+fn a_database_in_the_earlier_layout_starts_empty_for_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    {
+        let db = StateDb::open(&path).unwrap();
+        commit_keys(&db, 1, "cc", &["a"]);
+        db.flush().unwrap();
+    }
+    {
+        // Mark the database as written by the first layout.
+        let raw = sled::open(&path).unwrap();
+        let tree = raw.open_tree(b"state").unwrap();
+        tree.insert(b"mformat", &b"twill-state-1"[..]).unwrap();
+        raw.flush().unwrap();
+    }
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(db.savepoint().unwrap(), None);
+    assert_eq!(db.get("cc", "a").unwrap(), None);
+    commit_keys(&db, 1, "cc", &["a"]);
+    assert!(db.get("cc", "a").unwrap().is_some());
+}

@@ -89,7 +89,7 @@ pub use memory::{MemState, MemTxIds};
 pub use mvcc::merkle_summary;
 
 use lifecycle::{BlockPolicies, PolicyCache};
-use tx::{check_tx, TxContext};
+use tx::{finish_tx, precheck_tx, Prechecked, TxContext};
 
 /// Path of the policy that block signatures must satisfy.
 pub const BLOCK_VALIDATION_POLICY: &str = "/Channel/Orderer/BlockValidation";
@@ -142,6 +142,39 @@ impl ValidatedBlock {
             .filter(|c| **c == TxValidationCode::Valid)
             .count()
     }
+}
+
+/// The state-independent checks of one block, made by
+/// [`BlockValidator::prepare`] ahead of the block's turn.
+#[derive(Debug)]
+pub struct PreparedBlock {
+    number: u64,
+    data_hash: Vec<u8>,
+    config_sequence: u64,
+    txs: Vec<Prechecked>,
+}
+
+impl PreparedBlock {
+    /// The number of the block these checks are for.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+/// A block's number, header data hash and data.
+fn block_parts(block: &Block) -> Result<(u64, &[u8], &twill_protos::common::BlockData)> {
+    let header = block
+        .header
+        .as_ref()
+        .ok_or(ValidationError::MalformedBlock {
+            number: u64::MAX,
+            reason: "no header",
+        })?;
+    let data = block.data.as_ref().ok_or(ValidationError::MalformedBlock {
+        number: header.number,
+        reason: "no data",
+    })?;
+    Ok((header.number, header.data_hash.as_slice(), data))
 }
 
 /// Validates the blocks of one channel (see the [module docs](self)).
@@ -215,10 +248,37 @@ impl BlockValidator {
                 path: BLOCK_VALIDATION_POLICY,
             },
         )?;
-        let verified = self
-            .pool
-            .install(|| verify_block_signatures(block, policy.as_ref()));
-        Ok(verified?)
+        // On the calling thread: the pool may be busy checking the next
+        // blocks ahead, and a block carries one signature per orderer.
+        Ok(verify_block_signatures(block, policy.as_ref())?)
+    }
+
+    /// The state-independent checks of `block`'s transactions (format,
+    /// creator and endorsement signatures, tx ids, structure) against
+    /// `config`, on the validator's pool. They are most of a block's work and
+    /// need neither the state nor the blocks before it, so a committer runs
+    /// them for the next blocks while it commits the current one and hands
+    /// the result to [`BlockValidator::validate_prepared`].
+    pub fn prepare(&self, block: &Block, config: &ChannelConfig) -> Result<PreparedBlock> {
+        let (number, data_hash, data) = block_parts(block)?;
+        let txs = self.pool.install(|| {
+            data.data
+                .par_iter()
+                .map(|entry| precheck_tx(&self.channel, &config.msps, entry))
+                .collect()
+        });
+        Ok(PreparedBlock {
+            number,
+            data_hash: data_hash.to_vec(),
+            config_sequence: config.config.sequence,
+            txs,
+        })
+    }
+
+    /// Runs `job` on the validator's pool (for [`BlockValidator::prepare`]
+    /// ahead of time); returns at once.
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        self.pool.spawn(job);
     }
 
     /// Validates every transaction of `block` against `config` (the config
@@ -234,32 +294,49 @@ impl BlockValidator {
         state: &dyn StateView,
         txids: &dyn TxIdIndex,
     ) -> Result<ValidatedBlock> {
-        let number = block
-            .header
-            .as_ref()
-            .ok_or(ValidationError::MalformedBlock {
-                number: u64::MAX,
-                reason: "no header",
-            })?
-            .number;
-        let data = block.data.as_ref().ok_or(ValidationError::MalformedBlock {
-            number,
-            reason: "no data",
-        })?;
+        self.validate_prepared(block, config, None, state, txids)
+    }
+
+    /// [`BlockValidator::validate`] reusing the result of
+    /// [`BlockValidator::prepare`] when it was made for this block (same
+    /// number and data hash) under this config sequence; otherwise the
+    /// checks are run here.
+    pub fn validate_prepared(
+        &self,
+        block: &Block,
+        config: &ChannelConfig,
+        prepared: Option<PreparedBlock>,
+        state: &dyn StateView,
+        txids: &dyn TxIdIndex,
+    ) -> Result<ValidatedBlock> {
+        let (number, data_hash, data) = block_parts(block)?;
+        let prepared = prepared.filter(|p| {
+            p.number == number
+                && p.data_hash == data_hash
+                && p.config_sequence == config.config.sequence
+                && p.txs.len() == data.data.len()
+        });
         let policies = BlockPolicies::new(&self.policies, config, &self.channel, state);
         let ctx = TxContext {
-            channel: &self.channel,
-            msps: &config.msps,
             policies: &policies,
             state,
             txids,
         };
-        let mut checks = self.pool.install(|| {
-            data.data
-                .par_iter()
-                .map(|entry| check_tx(&ctx, entry))
-                .collect::<std::result::Result<Vec<_>, _>>()
-        })?;
+        let mut checks = match prepared {
+            // Prepared ahead: the pool is likely busy with the next blocks,
+            // and what is left is a few state reads per transaction.
+            Some(p) => p
+                .txs
+                .into_iter()
+                .map(|pre| finish_tx(&ctx, pre))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            None => self.pool.install(|| {
+                data.data
+                    .par_iter()
+                    .map(|entry| finish_tx(&ctx, precheck_tx(&self.channel, &config.msps, entry)))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })?,
+        };
 
         let mut new_config = None;
         let tx_count = checks.len();

@@ -51,33 +51,73 @@ impl TxCheck {
     }
 }
 
-/// What every transaction check needs.
+/// What the state-dependent checks need.
 pub(crate) struct TxContext<'a> {
-    pub(crate) channel: &'a str,
-    pub(crate) msps: &'a MspManager,
     pub(crate) policies: &'a BlockPolicies<'a>,
     pub(crate) state: &'a dyn StateView,
     pub(crate) txids: &'a dyn TxIdIndex,
+}
+
+/// What the state-independent checks of one block entry found; see
+/// [`precheck_tx`].
+#[derive(Debug)]
+pub(crate) enum Prechecked {
+    /// Settled without the state: a check before the duplicate tx id check
+    /// failed, or a config transaction passed.
+    Done(TxCheck),
+    /// An endorser transaction whose signatures and structure passed.
+    Endorser(Box<EndorserTx>),
+}
+
+/// An endorser transaction after the state-independent checks.
+#[derive(Debug)]
+pub(crate) struct EndorserTx {
+    tx_id: String,
+    /// The parts the policy checks use, or the verdict of a check that
+    /// comes after the duplicate tx id check in Fabric's order.
+    rest: Result<Invoked, TxCheck>,
+}
+
+/// The decoded invocation of an endorser transaction.
+#[derive(Debug)]
+pub(crate) struct Invoked {
+    rwset: Vec<NsRw>,
+    /// Namespaces whose endorsement policy applies: the invoked chaincode
+    /// and every namespace written.
+    written: BTreeSet<String>,
+    /// The endorsers whose signatures verified, valid in the channel MSPs.
+    endorsers: Vec<Identity>,
 }
 
 macro_rules! decode_or {
     ($ty:ty, $bytes:expr, $code:expr, $what:literal) => {
         match <$ty>::decode($bytes) {
             Ok(v) => v,
-            Err(e) => return Ok(TxCheck::invalid($code, format_args!("{}: {e}", $what))),
+            Err(e) => return Err(TxCheck::invalid($code, format_args!("{}: {e}", $what))),
         }
     };
 }
 
-/// The checks of one block entry, in Fabric's order.
-pub(crate) fn check_tx(ctx: &TxContext<'_>, data: &[u8]) -> Result<TxCheck, StateAccessError> {
+/// The checks of one block entry that depend only on the channel's MSPs, in
+/// Fabric's order: format, creator signature, tx id, structure, and the
+/// verification of every endorsement signature. They are the expensive part
+/// (three or more ECDSA verifications per transaction) and may run ahead of
+/// the block's turn; [`finish_tx`] completes them against the state.
+pub(crate) fn precheck_tx(channel: &str, msps: &MspManager, data: &[u8]) -> Prechecked {
+    match precheck(channel, msps, data) {
+        Ok(p) => p,
+        Err(check) => Prechecked::Done(check),
+    }
+}
+
+fn precheck(channel: &str, msps: &MspManager, data: &[u8]) -> Result<Prechecked, TxCheck> {
     if data.is_empty() {
-        return Ok(TxCheck::invalid(Code::NilEnvelope, "empty block entry"));
+        return Err(TxCheck::invalid(Code::NilEnvelope, "empty block entry"));
     }
     let env = decode_or!(Envelope, data, Code::InvalidOtherReason, "envelope");
     let payload = decode_or!(Payload, env.payload.as_slice(), Code::BadPayload, "payload");
     let Some(header) = &payload.header else {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::BadCommonHeader,
             "payload has no header",
         ));
@@ -99,74 +139,111 @@ pub(crate) fn check_tx(ctx: &TxContext<'_>, data: &[u8]) -> Result<TxCheck, Stat
         kind,
         Some(HeaderType::EndorserTransaction | HeaderType::Config | HeaderType::ConfigUpdate)
     ) {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::BadCommonHeader,
             format_args!("header type {} is not allowed in a block", chdr.r#type),
         ));
     }
     if chdr.epoch != 0 {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::BadCommonHeader,
             format_args!("epoch {} is not 0", chdr.epoch),
         ));
     }
     if shdr.nonce.is_empty() || shdr.creator.is_empty() {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::BadCommonHeader,
             "signature header lacks nonce or creator",
         ));
     }
     // Only this channel's MSPs are known here, so a foreign channel is
     // reported before the creator check (Fabric fails such a creator check).
-    if chdr.channel_id != ctx.channel {
-        return Ok(TxCheck::invalid(
+    if chdr.channel_id != channel {
+        return Err(TxCheck::invalid(
             Code::TargetChainNotFound,
             format_args!("transaction is for channel '{}'", chdr.channel_id),
         ));
     }
-    if let Err(reason) = check_creator(ctx.msps, &shdr.creator, &env.payload, &env.signature) {
-        return Ok(TxCheck::invalid(Code::BadCreatorSignature, reason));
+    if let Err(reason) = check_creator(msps, &shdr.creator, &env.payload, &env.signature) {
+        return Err(TxCheck::invalid(Code::BadCreatorSignature, reason));
     }
     match kind {
         Some(HeaderType::EndorserTransaction) => {}
         Some(HeaderType::Config) => {
             if payload.data.is_empty() {
-                return Ok(TxCheck::invalid(
+                return Err(TxCheck::invalid(
                     Code::InvalidConfigTransaction,
                     "config transaction carries no data",
                 ));
             }
-            return Ok(TxCheck {
+            return Ok(Prechecked::Done(TxCheck {
                 code: Code::Valid,
                 tx_id: String::new(),
                 rwset: Vec::new(),
                 is_config: true,
-            });
+            }));
         }
         _ => {
-            return Ok(TxCheck::invalid(
+            return Err(TxCheck::invalid(
                 Code::UnsupportedTxPayload,
                 "config updates are not block transactions",
             ))
         }
     }
     if compute_tx_id(&shdr.nonce, &shdr.creator) != chdr.tx_id {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::BadProposalTxid,
             "tx id is not hex(SHA-256(nonce ‖ creator))",
         ));
     }
     let endorsed = match endorser_tx_structure(&payload, &header.channel_header) {
         Ok(a) => a,
-        Err(reason) => return Ok(TxCheck::invalid(Code::InvalidEndorserTransaction, reason)),
+        Err(reason) => return Err(TxCheck::invalid(Code::InvalidEndorserTransaction, reason)),
     };
-    if ctx.txids.contains(&chdr.tx_id)? {
+    let rest = invocation(msps, &chdr, endorsed);
+    Ok(Prechecked::Endorser(Box::new(EndorserTx {
+        tx_id: chdr.tx_id,
+        rest,
+    })))
+}
+
+/// The checks of one block entry that read the ledger: duplicate tx id,
+/// chaincode definitions and endorsement policies (with key-level policies
+/// of written keys).
+pub(crate) fn finish_tx(ctx: &TxContext<'_>, pre: Prechecked) -> Result<TxCheck, StateAccessError> {
+    let tx = match pre {
+        Prechecked::Done(check) => return Ok(check),
+        Prechecked::Endorser(tx) => *tx,
+    };
+    if ctx.txids.contains(&tx.tx_id)? {
         return Ok(TxCheck::invalid(
             Code::DuplicateTxid,
-            format_args!("tx id {} is already in the ledger", chdr.tx_id),
+            format_args!("tx id {} is already in the ledger", tx.tx_id),
         ));
     }
-    endorsement_stage(ctx, &chdr, endorsed)
+    let invoked = match tx.rest {
+        Ok(invoked) => invoked,
+        Err(check) => return Ok(check),
+    };
+    for ns in &invoked.written {
+        let policy = match ctx.policies.namespace_policy(ns)? {
+            NsPolicy::Policy(p) => p,
+            NsPolicy::Invalid(reason) => {
+                return Ok(TxCheck::invalid(Code::InvalidChaincode, reason))
+            }
+        };
+        if let Err(reason) =
+            check_namespace(ctx, ns, &invoked.rwset, policy.as_ref(), &invoked.endorsers)?
+        {
+            return Ok(TxCheck::invalid(Code::EndorsementPolicyFailure, reason));
+        }
+    }
+    Ok(TxCheck {
+        code: Code::Valid,
+        tx_id: tx.tx_id,
+        rwset: invoked.rwset,
+        is_config: false,
+    })
 }
 
 fn check_creator(
@@ -229,14 +306,14 @@ fn endorser_tx_structure(payload: &Payload, channel_header: &[u8]) -> Result<End
     })
 }
 
-/// Fabric's dispatcher and built-in validation plugin: chaincode ids,
-/// read-write set, and the endorsement policy of every namespace the
-/// transaction invokes or writes (with key-level policies for written keys).
-fn endorsement_stage(
-    ctx: &TxContext<'_>,
+/// The state-independent part of Fabric's dispatcher and built-in
+/// validation plugin: chaincode ids, read-write set, the namespaces whose
+/// policy applies, and the endorsers whose signatures verify.
+fn invocation(
+    msps: &MspManager,
     chdr: &ChannelHeader,
     endorsed: Endorsed,
-) -> Result<TxCheck, StateAccessError> {
+) -> Result<Invoked, TxCheck> {
     let ext = decode_or!(
         ChaincodeHeaderExtension,
         chdr.extension.as_slice(),
@@ -281,32 +358,32 @@ fn endorsement_stage(
         });
     }
     let Some(header_cc) = &ext.chaincode_id else {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::InvalidOtherReason,
             "no chaincode id in the header extension",
         ));
     };
     let Some(action_cc) = &action.chaincode_id else {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::InvalidOtherReason,
             "no chaincode id in the chaincode action",
         ));
     };
     let cc = header_cc.name.as_str();
     if cc.is_empty() {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::InvalidChaincode,
             "empty chaincode name",
         ));
     }
     if cc != action_cc.name {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::InvalidChaincode,
             format_args!("header names chaincode '{cc}', action '{}'", action_cc.name),
         ));
     }
     if action_cc.version.is_empty() {
-        return Ok(TxCheck::invalid(
+        return Err(TxCheck::invalid(
             Code::InvalidChaincode,
             "empty chaincode version",
         ));
@@ -319,7 +396,7 @@ fn endorsement_stage(
             "chaincode event"
         );
         if event.chaincode_id != cc {
-            return Ok(TxCheck::invalid(
+            return Err(TxCheck::invalid(
                 Code::InvalidOtherReason,
                 "chaincode event names another chaincode",
             ));
@@ -330,7 +407,7 @@ fn endorsement_stage(
     let mut seen = BTreeSet::new();
     for ns in &rwset {
         if !seen.insert(ns.ns.as_str()) {
-            return Ok(TxCheck::invalid(
+            return Err(TxCheck::invalid(
                 Code::IllegalWriteset,
                 format_args!("namespace '{}' appears twice", ns.ns),
             ));
@@ -351,24 +428,10 @@ fn endorsement_stage(
             SignedData::new(data, e.endorser.clone(), e.signature.clone())
         })
         .collect();
-    let mut endorsers: Option<Vec<Identity>> = None;
-    for ns in &written {
-        let policy = match ctx.policies.namespace_policy(ns)? {
-            NsPolicy::Policy(p) => p,
-            NsPolicy::Invalid(reason) => {
-                return Ok(TxCheck::invalid(Code::InvalidChaincode, reason))
-            }
-        };
-        let ids = endorsers.get_or_insert_with(|| valid_identities(&signed, ctx.msps));
-        if let Err(reason) = check_namespace(ctx, ns, &rwset, policy.as_ref(), ids)? {
-            return Ok(TxCheck::invalid(Code::EndorsementPolicyFailure, reason));
-        }
-    }
-    Ok(TxCheck {
-        code: Code::Valid,
-        tx_id: chdr.tx_id.clone(),
+    Ok(Invoked {
         rwset,
-        is_config: false,
+        written,
+        endorsers: valid_identities(&signed, msps),
     })
 }
 
