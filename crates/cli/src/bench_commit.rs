@@ -136,18 +136,20 @@ pub(crate) fn commit(b: CommitBench) -> anyhow::Result<()> {
     let cpu_start = process_cpu_seconds();
     let start = Instant::now();
     let mut valid = 0u64;
-    let pending: Vec<Block> = iter.collect();
-    for (i, block) in pending.iter().enumerate() {
+    let mut pending: Vec<Block> = iter.collect();
+    for i in 0..pending.len() {
         // As the peer's block puller does with blocks it has received:
-        // the next blocks' signature checks start while this one commits.
+        // the next blocks' signature checks start while this one commits
+        // (blocks already started are skipped).
         for ahead in pending
             .iter()
-            .skip(i + 1)
-            .take(twill_peer::committer::LOOKAHEAD)
+            .skip(i)
+            .take(twill_peer::committer::LOOKAHEAD + 1)
         {
             committer.prepare(&channel, ahead);
         }
-        let outcome = committer.commit(&channel, block.clone())?;
+        let block = pending.get_mut(i).map(std::mem::take).unwrap_or_default();
+        let outcome = committer.commit(&channel, block)?;
         valid += outcome
             .validation_codes
             .iter()

@@ -8,7 +8,9 @@
 //! with the first. To each it sends one seek request signed by the peer's
 //! identity — from the current height to the end of time,
 //! `BLOCK_UNTIL_READY` — and commits every block it receives, in order, on a
-//! blocking thread. When the stream fails, ends or answers with a status, or
+//! blocking thread. It reads a few blocks ahead of the commits and hands
+//! each to [`Committer::prepare`] on arrival, so their signature checks run
+//! while the blocks before them commit. When the stream fails, ends or answers with a status, or
 //! a block fails to commit, the puller moves to the next endpoint and
 //! resumes from the height, pausing a little longer after each failure in
 //! a row (from [`RETRY_MIN`] up to [`RETRY_MAX`]); a block committed resets
@@ -53,6 +55,9 @@ pub const RETRY_MIN: Duration = Duration::from_millis(100);
 
 /// Longest pause between attempts.
 pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Blocks received but not yet committed, at most.
+const READ_AHEAD: usize = crate::committer::LOOKAHEAD;
 
 /// Length of the nonce in seek requests.
 const NONCE_LEN: usize = 24;
@@ -213,34 +218,70 @@ impl BlockPuller {
         };
         tracing::info!(target: LOG, channel = %id, orderer = %endpoint, start, "pulling blocks");
         self.metrics.set_source(&id, Some(endpoint));
-        loop {
-            let item = tokio::select! {
-                item = responses.next() => item,
-                _ = self.shutdown.wait_for(|s| *s) => return Err(PullError::Shutdown),
-            };
-            let response = match item {
-                None => return Err(PullError::Closed),
-                Some(Err(status)) => return Err(PullError::Rpc(status)),
-                Some(Ok(r)) => r,
-            };
-            match response.r#type {
-                Some(deliver_response::Type::Block(block)) => {
-                    let expected = self.channel.height();
-                    let got = crate::blocks::block_number(&block);
-                    if got != expected {
-                        return Err(PullError::OutOfOrder { got, expected });
+
+        // Blocks are read up to READ_AHEAD ahead of the commits; each is
+        // handed to Committer::prepare on arrival, so its signature checks
+        // overlap the commits of the blocks before it.
+        let (queue, mut queued) = tokio::sync::mpsc::channel::<Block>(READ_AHEAD);
+        let committer = self.committer.clone();
+        let channel = self.channel.clone();
+        let mut shutdown = self.shutdown.clone();
+        let reading = async move {
+            let mut expected = start;
+            loop {
+                let item = tokio::select! {
+                    item = responses.next() => item,
+                    _ = shutdown.wait_for(|s| *s) => return Err(PullError::Shutdown),
+                };
+                let response = match item {
+                    None => return Err(PullError::Closed),
+                    Some(Err(status)) => return Err(PullError::Rpc(status)),
+                    Some(Ok(r)) => r,
+                };
+                match response.r#type {
+                    Some(deliver_response::Type::Block(block)) => {
+                        let got = crate::blocks::block_number(&block);
+                        if got != expected {
+                            return Err(PullError::OutOfOrder { got, expected });
+                        }
+                        expected += 1;
+                        committer.prepare(&channel, &block);
+                        if queue.send(block).await.is_err() {
+                            // The committing side stopped; it reports why.
+                            return Ok(());
+                        }
                     }
-                    self.commit(block).await?;
-                    *committed += 1;
+                    Some(deliver_response::Type::Status(code)) => {
+                        let status = Status::try_from(code)
+                            .map(|s| s.as_str_name().to_string())
+                            .unwrap_or_else(|_| code.to_string());
+                        return Err(PullError::Status { status });
+                    }
+                    None => return Err(PullError::Closed),
                 }
-                Some(deliver_response::Type::Status(code)) => {
-                    let status = Status::try_from(code)
-                        .map(|s| s.as_str_name().to_string())
-                        .unwrap_or_else(|_| code.to_string());
-                    return Err(PullError::Status { status });
-                }
-                None => return Err(PullError::Closed),
             }
+        };
+        let committing = async {
+            while let Some(block) = queued.recv().await {
+                self.commit(block).await?;
+                *committed += 1;
+            }
+            Ok::<(), PullError>(())
+        };
+        tokio::pin!(reading, committing);
+        tokio::select! {
+            biased;
+            // The stream ended: commit what was received, then report.
+            read = &mut reading => {
+                let commits = committing.await;
+                commits.and(read)
+            }
+            // A commit failed (the reader is dropped), or the queue closed,
+            // which happens only once the reader has finished.
+            commits = &mut committing => match commits {
+                Err(e) => Err(e),
+                Ok(()) => reading.await,
+            },
         }
     }
 

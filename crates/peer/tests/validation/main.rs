@@ -8,6 +8,7 @@ mod block;
 mod codes;
 mod committer;
 mod keylevel;
+mod prepared;
 
 use std::sync::OnceLock;
 
