@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_commit;
+pub mod chaincode;
 mod configtxgen;
 mod cryptogen;
 pub mod netkit;
@@ -78,6 +79,13 @@ enum Command {
     ///       --tls-ca tlsca.pem --msp-dir users/Admin@org1.example.com/msp --msp-id Org1MSP
     #[command(verbatim_doc_comment)]
     Peer(peer::PeerArgs),
+    /// Package, install, approve and commit chaincodes; invoke and query them (Fabric's peer lifecycle chaincode and peer chaincode).
+    ///
+    /// Example:
+    ///   twill chaincode queryinstalled --peer-address localhost:7051 --tls-ca tlsca.pem \
+    ///       --msp-dir users/Admin@org1.example.com/msp --msp-id Org1MSP
+    #[command(verbatim_doc_comment)]
+    Chaincode(Box<chaincode::ChaincodeArgs>),
     /// Measure Twill on this machine with real processes.
     ///
     /// Example:
@@ -106,6 +114,7 @@ where
         Command::Policy(args) => policy::run(args),
         Command::Osnadmin(args) => osnadmin::run(args),
         Command::Peer(args) => peer::run(args),
+        Command::Chaincode(args) => chaincode::run(*args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

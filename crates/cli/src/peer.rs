@@ -22,7 +22,8 @@
 //! A proposal the peer answers with a status other than 200 fails with
 //! `bad proposal response <status>: <message>` and exit code 1.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -188,11 +189,15 @@ async fn channel(command: ChannelCommand) -> anyhow::Result<String> {
 }
 
 fn signer(conn: &Connection) -> anyhow::Result<SigningIdentity> {
-    SigningIdentity::from_msp_dir(&conn.msp_dir, &conn.msp_id).with_context(|| {
+    load_signer(&conn.msp_dir, &conn.msp_id)
+}
+
+/// The signing identity `msp_id` kept in the MSP folder `msp_dir`.
+pub fn load_signer(msp_dir: &Path, msp_id: &str) -> anyhow::Result<SigningIdentity> {
+    SigningIdentity::from_msp_dir(msp_dir, msp_id).with_context(|| {
         format!(
-            "loading the signing identity of {} from {}",
-            conn.msp_id,
-            conn.msp_dir.display()
+            "loading the signing identity of {msp_id} from {}",
+            msp_dir.display()
         )
     })
 }
@@ -250,6 +255,44 @@ pub fn signed_proposal(
     chaincode: &str,
     args: Vec<Vec<u8>>,
 ) -> anyhow::Result<SignedProposal> {
+    let input = ChaincodeInput {
+        args,
+        ..Default::default()
+    };
+    let built = build_proposal(
+        signer,
+        header_type,
+        channel,
+        chaincode,
+        input,
+        Default::default(),
+    )?;
+    Ok(built.signed)
+}
+
+/// A proposal as built and signed by [`build_proposal`], with its tx id
+/// and the unsigned [`Proposal`] (needed to assemble the transaction).
+#[derive(Debug, Clone)]
+pub struct BuiltProposal {
+    /// The transaction id in the channel header.
+    pub tx_id: String,
+    /// The proposal before signing.
+    pub proposal: Proposal,
+    /// The proposal with the creator's signature, ready to send.
+    pub signed: SignedProposal,
+}
+
+/// Builds and signs a proposal calling `chaincode` with `input` on
+/// `channel` (empty: no channel), with `transient` data that goes to the
+/// endorsers but never into the transaction.
+pub fn build_proposal(
+    signer: &SigningIdentity,
+    header_type: HeaderType,
+    channel: &str,
+    chaincode: &str,
+    input: ChaincodeInput,
+    transient: BTreeMap<String, Vec<u8>>,
+) -> anyhow::Result<BuiltProposal> {
     let creator = signer.serialize();
     let nonce = twill_crypto::random_bytes(24);
     let tx_id = twill_configtx::block::compute_tx_id(&nonce, &creator);
@@ -267,10 +310,7 @@ pub fn signed_proposal(
         chaincode_spec: Some(ChaincodeSpec {
             r#type: chaincode_spec::Type::Golang as i32,
             chaincode_id: Some(chaincode_id),
-            input: Some(ChaincodeInput {
-                args,
-                ..Default::default()
-            }),
+            input: Some(input),
             timeout: 0,
         }),
     };
@@ -282,16 +322,20 @@ pub fn signed_proposal(
         .encode_to_vec(),
         payload: ChaincodeProposalPayload {
             input: cis.encode_to_vec(),
-            transient_map: Default::default(),
+            transient_map: transient,
         }
         .encode_to_vec(),
         extension: Vec::new(),
     };
     let proposal_bytes = proposal.encode_to_vec();
     let signature = signer.sign(&proposal_bytes)?;
-    Ok(SignedProposal {
-        proposal_bytes,
-        signature,
+    Ok(BuiltProposal {
+        tx_id,
+        proposal,
+        signed: SignedProposal {
+            proposal_bytes,
+            signature,
+        },
     })
 }
 

@@ -175,6 +175,14 @@ pub trait Committer: Send + Sync {
         Ok(())
     }
 
+    /// The channel's state database (for the endorser's simulations), once
+    /// the blocks committed so far are in it; `None` if this committer keeps
+    /// no state. The default keeps none.
+    fn state(&self, channel: &str) -> Option<std::sync::Arc<twill_ledger::state::StateDb>> {
+        let _ = channel;
+        None
+    }
+
     /// A hint that `block` will be committed after the blocks before it:
     /// a committer may start the checks that need neither the state nor
     /// the earlier blocks. Blocks that are not ahead of the channel's

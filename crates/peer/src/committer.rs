@@ -253,6 +253,10 @@ impl Committer for LedgerCommitter {
         Ok(())
     }
 
+    fn state(&self, channel: &str) -> Option<Arc<StateDb>> {
+        self.channel(channel).map(|ledger| ledger.state().clone())
+    }
+
     fn prepare(&self, channel: &Channel, block: &Block) {
         let number = blocks::block_number(block);
         let Ok(ledger) = self.ledger_of(channel) else {

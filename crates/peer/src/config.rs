@@ -30,6 +30,7 @@
 //! | `peer.mspConfigPath` | `msp` | local MSP folder (signing identity) |
 //! | `peer.localMspId` | `SampleOrg` | MSP id of that identity |
 //! | `peer.fileSystemPath` | `/var/hyperledger/production` | data folder; ledgers under `ledgersData/` |
+//! | `peer.chaincodeAddress` | listener address | where chaincode processes the peer starts dial back to |
 //! | `peer.tls.enabled` | `false` | serve TLS |
 //! | `peer.tls.cert.file`, `peer.tls.key.file` | `tls/server.crt`, `tls/server.key` | server certificate and key |
 //! | `peer.tls.rootcert.file` | `tls/ca.crt` | the peer's TLS CA |
@@ -99,8 +100,13 @@ pub struct PeerSection {
     pub msp_config_path: PathBuf,
     /// The MSP id of the local identity.
     pub local_msp_id: String,
-    /// Data folder: channel ledgers live under `ledgersData/`.
+    /// Data folder: channel ledgers live under `ledgersData/`, installed
+    /// chaincode packages under `lifecycle/chaincodes/`.
     pub file_system_path: PathBuf,
+    /// `host:port` chaincode processes the peer starts dial back to; empty
+    /// means the listener's own address (127.0.0.1 when it listens on all
+    /// interfaces).
+    pub chaincode_address: String,
     /// TLS of the gRPC listener, and of connections to orderers.
     pub tls: PeerTls,
 }
@@ -114,6 +120,7 @@ impl Default for PeerSection {
             msp_config_path: "msp".into(),
             local_msp_id: "SampleOrg".into(),
             file_system_path: "/var/hyperledger/production".into(),
+            chaincode_address: String::new(),
             tls: PeerTls::default(),
         }
     }
@@ -234,7 +241,6 @@ const FABRIC_IGNORED: &[&str] = &[
     "peer.profile",
     "peer.adminService",
     "peer.chaincodeListenAddress",
-    "peer.chaincodeAddress",
     "peer.mspConfigPathOverride",
     "peer.tls.serverhostoverride",
     "vm",

@@ -31,11 +31,15 @@ use twill_msp::{Identity, Msp, SigningIdentity};
 use twill_protos::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
 use twill_protos::peer::endorser_server::{Endorser, EndorserServer};
 use twill_protos::peer::{
-    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec,
-    ChaincodeProposalPayload, Endorsement, Proposal, ProposalResponse, ProposalResponsePayload,
-    Response, SignedProposal,
+    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInput,
+    ChaincodeInvocationSpec, ChaincodeProposalPayload, Endorsement, Proposal, ProposalResponse,
+    ProposalResponsePayload, Response, SignedProposal,
 };
 
+use twill_ledger::state::StateDb;
+use twill_policy::SignedData;
+
+use crate::chaincode::{ChaincodeRuntime, RunRequest, Simulated};
 use crate::channel::Channel;
 use crate::deliver::ChannelLookup;
 use crate::scc::{self, CsccAction, SignedProposalData};
@@ -52,7 +56,24 @@ pub trait EndorserSupport: ChannelLookup {
     /// ledger, commits the block and starts pulling. The error is the
     /// message for the client.
     async fn join(&self, request: scc::JoinRequest) -> Result<(), String>;
+
+    /// The runtime for user chaincodes and `_lifecycle`; `None` serves the
+    /// system chaincodes `cscc` and `qscc` only. The default is `None`.
+    fn runtime(&self) -> Option<Arc<ChaincodeRuntime>> {
+        None
+    }
+
+    /// The state database of a joined channel, for simulations. The
+    /// default has none.
+    fn state(&self, channel: &str) -> Option<Arc<StateDb>> {
+        let _ = channel;
+        None
+    }
 }
+
+/// Channel policy a proposal's creator must satisfy (Fabric's default ACL
+/// for `peer/Propose`).
+pub const PROPOSE_POLICY: &str = "/Channel/Application/Writers";
 
 /// A proposal unpacked by [`unpack`].
 #[derive(Debug, Clone)]
@@ -67,6 +88,8 @@ pub struct UnpackedProposal {
     pub chaincode_name: String,
     /// The invocation arguments (`args[0]` is the function).
     pub args: Vec<Vec<u8>>,
+    /// The whole invocation input (args, decorations, is_init).
+    pub input: ChaincodeInput,
     /// The hash a proposal response must name.
     pub proposal_hash: Vec<u8>,
 }
@@ -118,11 +141,11 @@ pub fn unpack(signed: &SignedProposal) -> Result<UnpackedProposal, String> {
         .map_err(|e| format!("error unmarshalling ChaincodeProposalPayload: {e}"))?;
     let cis = ChaincodeInvocationSpec::decode(cpp.input.as_slice())
         .map_err(|e| format!("error unmarshalling ChaincodeInvocationSpec: {e}"))?;
-    let args = cis
+    let input = cis
         .chaincode_spec
         .and_then(|s| s.input)
-        .map(|i| i.args)
         .ok_or("chaincode invocation spec did not contain chaincode input")?;
+    let args = input.args.clone();
     // The hash covers the payload without its transient data.
     let without_transient = ChaincodeProposalPayload {
         input: cpp.input,
@@ -138,6 +161,7 @@ pub fn unpack(signed: &SignedProposal) -> Result<UnpackedProposal, String> {
         signature_header: sh,
         chaincode_name,
         args,
+        input,
         proposal_hash: hasher.finalize().to_vec(),
     })
 }
@@ -220,7 +244,8 @@ impl<S: EndorserSupport> EndorserService<S> {
         Ok(id)
     }
 
-    async fn invoke(&self, signed: &SignedProposal, up: &UnpackedProposal) -> Response {
+    /// Runs a system chaincode: `cscc` and `qscc` answer directly.
+    async fn invoke_system(&self, signed: &SignedProposal, up: &UnpackedProposal) -> Response {
         let creator = SignedProposalData {
             proposal_bytes: signed.proposal_bytes.clone(),
             signature: signed.signature.clone(),
@@ -256,25 +281,99 @@ impl<S: EndorserSupport> EndorserService<S> {
                 .unwrap_or_else(|e| scc::error(format!("qscc failed: {e}")))
             }
             other => scc::error(format!(
-                "chaincode '{other}' is not available on this peer: only the system chaincodes cscc and qscc are served (user chaincode support is not implemented yet)"
+                "chaincode '{other}' is not available on this peer: only the system chaincodes cscc and qscc are served"
             )),
         }
     }
 
-    /// The signed `ProposalResponse` carrying `response`.
+    /// Runs the proposal's chaincode: system chaincodes answer directly,
+    /// `_lifecycle` and user chaincodes go through the runtime.
+    async fn invoke(
+        &self,
+        signed: &SignedProposal,
+        up: &UnpackedProposal,
+        channel: Option<&Arc<Channel>>,
+    ) -> Result<Simulated, Response> {
+        let runtime = match up.chaincode_name.as_str() {
+            scc::CSCC | scc::QSCC => None,
+            _ => self.support.runtime(),
+        };
+        let Some(runtime) = runtime else {
+            let response = self.invoke_system(signed, up).await;
+            if response.status >= 400 {
+                return Err(response);
+            }
+            return Ok(Simulated {
+                response,
+                results: Vec::new(),
+                events: Vec::new(),
+                chaincode_id: ChaincodeId {
+                    name: up.chaincode_name.clone(),
+                    ..Default::default()
+                },
+            });
+        };
+        let tx_id = &up.channel_header.tx_id;
+        if let Some(ch) = channel {
+            let store = ch.store().clone();
+            let id = tx_id.clone();
+            let seen = tokio::task::spawn_blocking(move || store.tx_location(&id))
+                .await
+                .map_err(|e| scc::error(format!("duplicate check failed: {e}")))?
+                .map_err(|e| scc::error(format!("duplicate check failed: {e}")))?;
+            if seen.is_some() {
+                return Err(scc::error(format!("duplicate transaction found [{tx_id}]")));
+            }
+            let config = ch.config();
+            let policy = config.policies.get_policy(PROPOSE_POLICY).ok_or_else(|| {
+                scc::error(format!(
+                    "channel '{}' has no policy {PROPOSE_POLICY}",
+                    ch.id()
+                ))
+            })?;
+            let data = SignedData::new(
+                signed.proposal_bytes.clone(),
+                up.signature_header.creator.clone(),
+                signed.signature.clone(),
+            );
+            if let Err(e) = policy.evaluate(&[data]) {
+                return Err(scc::error(format!(
+                    "access denied for [propose]: the creator does not satisfy {PROPOSE_POLICY} of channel '{}': {e}",
+                    ch.id()
+                )));
+            }
+        }
+        let creator = SignedProposalData {
+            proposal_bytes: signed.proposal_bytes.clone(),
+            signature: signed.signature.clone(),
+            creator: up.signature_header.creator.clone(),
+        };
+        let local_admin = scc::check_local(&self.local_msp, &creator, true).is_ok();
+        runtime
+            .run(RunRequest {
+                channel: channel.cloned(),
+                state: channel.and_then(|c| self.support.state(c.id())),
+                signed,
+                chaincode: &up.chaincode_name,
+                tx_id,
+                input: up.input.clone(),
+                local_admin,
+            })
+            .await
+    }
+
+    /// The signed `ProposalResponse` carrying a simulation's outcome.
     fn respond(
         &self,
         up: &UnpackedProposal,
-        response: Response,
+        simulated: Simulated,
     ) -> Result<ProposalResponse, Status> {
+        let response = simulated.response;
         let action = ChaincodeAction {
-            results: Vec::new(),
-            events: Vec::new(),
+            results: simulated.results,
+            events: simulated.events,
             response: Some(response.clone()),
-            chaincode_id: Some(ChaincodeId {
-                name: up.chaincode_name.clone(),
-                ..Default::default()
-            }),
+            chaincode_id: Some(simulated.chaincode_id),
         };
         let payload = ProposalResponsePayload {
             proposal_hash: up.proposal_hash.clone(),
@@ -301,6 +400,19 @@ impl<S: EndorserSupport> EndorserService<S> {
             interest: None,
         })
     }
+
+    /// An unendorsed `ProposalResponse` carrying a failure (as Fabric
+    /// answers a failed simulation or a chaincode error).
+    fn refuse(response: Response) -> ProposalResponse {
+        ProposalResponse {
+            version: 1,
+            timestamp: Some(twill_configtx::block::now_timestamp()),
+            response: Some(response),
+            payload: Vec::new(),
+            endorsement: None,
+            interest: None,
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -326,7 +438,7 @@ impl<S: EndorserSupport> Endorser for EndorserService<S> {
                 Some(ch) => Some(ch),
                 None => {
                     let response = scc::error(format!("channel '{cid}' not found"));
-                    return self.respond(&up, response).map(TonicResponse::new);
+                    return Ok(TonicResponse::new(Self::refuse(response)));
                 }
             }
         };
@@ -343,10 +455,12 @@ impl<S: EndorserSupport> Endorser for EndorserService<S> {
             creator = %format!("{} '{}'", identity.mspid(), identity.common_name()),
             "processing proposal"
         );
-        let response = self.invoke(&signed, &up).await;
-        if response.status >= 400 {
-            tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, status = response.status, message = %response.message, "proposal failed");
+        match self.invoke(&signed, &up, channel.as_ref()).await {
+            Ok(simulated) => self.respond(&up, simulated).map(TonicResponse::new),
+            Err(response) => {
+                tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, status = response.status, message = %response.message, "proposal failed");
+                Ok(TonicResponse::new(Self::refuse(response)))
+            }
         }
-        self.respond(&up, response).map(TonicResponse::new)
     }
 }

@@ -41,13 +41,16 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod blocks;
+pub mod chaincode;
 pub mod channel;
 pub mod committer;
 pub mod config;
 pub mod deliver;
 pub mod deliverclient;
 pub mod endorser;
+pub mod lifecycle;
 pub mod node;
 pub mod operations;
 pub mod scc;
+pub mod simulator;
 pub mod validation;

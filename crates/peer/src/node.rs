@@ -32,6 +32,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use twill_comm::{ClientAuth, CommError, ServerTls, TlsFiles};
 use twill_msp::{Msp, MspError, SigningIdentity};
 
+use crate::chaincode::{
+    ChaincodeRegistry, ChaincodeRuntime, ChaincodeSupportService, LaunchConfig,
+    DEFAULT_STARTUP_TIMEOUT,
+};
 use crate::channel::{channel_ids_on_disk, Channel, ChannelError, CommitError, Committer};
 use crate::config::{ConfigError, PeerConfig};
 use crate::deliver::{ChannelLookup, DeliverService};
@@ -247,6 +251,8 @@ pub struct Peer {
     joining: tokio::sync::Mutex<()>,
     shutdown: watch::Receiver<bool>,
     pullers: Mutex<Vec<JoinHandle<()>>>,
+    /// Set once the listener is bound (chaincodes need its address).
+    runtime: std::sync::OnceLock<Arc<ChaincodeRuntime>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -307,6 +313,7 @@ impl Peer {
             joining: tokio::sync::Mutex::new(()),
             shutdown,
             pullers: Mutex::new(Vec::new()),
+            runtime: std::sync::OnceLock::new(),
         }))
     }
 
@@ -397,6 +404,14 @@ impl EndorserSupport for Peer {
 
     async fn join(&self, request: JoinRequest) -> Result<(), String> {
         self.join_channel(request).await.map(drop)
+    }
+
+    fn runtime(&self) -> Option<Arc<ChaincodeRuntime>> {
+        self.runtime.get().cloned()
+    }
+
+    fn state(&self, channel: &str) -> Option<Arc<twill_ledger::state::StateDb>> {
+        self.committer.state(channel)
     }
 }
 
@@ -494,6 +509,41 @@ where
         material.local_msp.clone(),
     );
     let deliver = DeliverService::new(peer.clone(), mutual_tls, stop_rx.clone());
+    let registry = ChaincodeRegistry::new();
+    let lifecycle_dir = config.peer.file_system_path.join("lifecycle");
+    let store =
+        twill_lifecycle::PackageStore::open(lifecycle_dir.join("chaincodes")).map_err(|e| {
+            PeerError::Serve {
+                listener: "chaincode",
+                message: format!("opening the chaincode package store: {e}"),
+            }
+        })?;
+    let chaincode_address = if config.peer.chaincode_address.is_empty() {
+        if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        }
+    } else {
+        config.peer.chaincode_address.clone()
+    };
+    let runtime = ChaincodeRuntime::new(
+        registry.clone(),
+        Arc::new(store),
+        config.peer.local_msp_id.clone(),
+        LaunchConfig {
+            run_dir: lifecycle_dir.join("run"),
+            peer_address: chaincode_address,
+            tls_root_cert: config
+                .peer
+                .tls
+                .enabled
+                .then(|| config.peer.tls.rootcert.file.clone()),
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+        },
+    );
+    let _ = peer.runtime.set(Arc::new(runtime));
+    let chaincode_support = ChaincodeSupportService::new(registry);
     let mut builder =
         twill_comm::server_builder(material.server_tls.as_ref()).map_err(|source| {
             PeerError::Tls {
@@ -504,8 +554,9 @@ where
         })?;
     let router = builder
         .add_service(endorser.into_server())
-        .add_service(deliver.into_server());
-    tracing::info!(target: LOG, listen_address = %addr, tls = material.server_tls.is_some(), "serving Endorser and Deliver");
+        .add_service(deliver.into_server())
+        .add_service(chaincode_support.into_server());
+    tracing::info!(target: LOG, listen_address = %addr, tls = material.server_tls.is_some(), "serving Endorser, Deliver and ChaincodeSupport");
     let stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
         let r = router

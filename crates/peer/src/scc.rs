@@ -184,7 +184,11 @@ pub enum CsccAction {
 
 /// The creator must be a valid member (or, with `admin`, an admin) of the
 /// local MSP and must have signed the proposal.
-fn check_local(local_msp: &Msp, creator: &SignedProposalData, admin: bool) -> Result<(), String> {
+pub(crate) fn check_local(
+    local_msp: &Msp,
+    creator: &SignedProposalData,
+    admin: bool,
+) -> Result<(), String> {
     let id: Identity = local_msp
         .deserialize_identity(&creator.creator)
         .map_err(|e| {

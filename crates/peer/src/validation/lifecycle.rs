@@ -72,16 +72,30 @@ pub fn definition_entries(
     version: &str,
     validation: &ChaincodeValidationInfo,
 ) -> Vec<(String, Vec<u8>)> {
+    let endorsement = ChaincodeEndorsementInfo {
+        version: version.to_owned(),
+        init_required: false,
+        endorsement_plugin: "escc".to_owned(),
+    };
+    definition_entries_with(name, sequence, &endorsement, validation, &[])
+}
+
+/// The `_lifecycle` keys and values of a committed definition of `name`:
+/// the metadata key and one key per field, as Fabric's lifecycle writes
+/// them. `collections` is a serialized `protos.CollectionConfigPackage`
+/// (empty for none).
+pub fn definition_entries_with(
+    name: &str,
+    sequence: i64,
+    endorsement: &ChaincodeEndorsementInfo,
+    validation: &ChaincodeValidationInfo,
+    collections: &[u8],
+) -> Vec<(String, Vec<u8>)> {
     let bytes = |b: Vec<u8>| {
         StateData {
             r#type: Some(state_data::Type::Bytes(b)),
         }
         .encode_to_vec()
-    };
-    let endorsement = ChaincodeEndorsementInfo {
-        version: version.to_owned(),
-        init_required: false,
-        endorsement_plugin: "escc".to_owned(),
     };
     vec![
         (
@@ -107,7 +121,7 @@ pub fn definition_entries(
             field_key(name, "ValidationInfo"),
             bytes(validation.encode_to_vec()),
         ),
-        (field_key(name, "Collections"), bytes(Vec::new())),
+        (field_key(name, "Collections"), bytes(collections.to_vec())),
     ]
 }
 
@@ -303,6 +317,14 @@ impl<'a> BlockPolicies<'a> {
             .collect();
         let n = i32::try_from(ids.len() / 2 + 1).unwrap_or(i32::MAX);
         let env = twill_policy::builder::signed_by_n_out_of_role(n, MspRoleType::Member, &ids);
+        self.signature_policy(env)
+    }
+
+    /// The policy for writes to org `mspid`'s `_lifecycle` approval key:
+    /// one endorsement by a member of that org (as Fabric requires for an
+    /// org's implicit collection).
+    pub(crate) fn org_member_policy(&self, mspid: &str) -> Arc<dyn Policy> {
+        let env = twill_policy::builder::signed_by_n_out_of_role(1, MspRoleType::Member, &[mspid]);
         self.signature_policy(env)
     }
 

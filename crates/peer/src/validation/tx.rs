@@ -16,7 +16,7 @@ use twill_protos::peer::{
 };
 use twill_protos::rwset::TxReadWriteSet;
 
-use super::lifecycle::{BlockPolicies, NsPolicy};
+use super::lifecycle::{BlockPolicies, NsPolicy, LIFECYCLE_NAMESPACE};
 use super::{StateAccessError, StateView, TxIdIndex};
 
 /// The public read-write set of one namespace.
@@ -457,6 +457,18 @@ fn check_namespace(
             .chain(r.kv.metadata_writes.iter().map(|m| m.key.as_str()))
     });
     for key in keys {
+        // An org's lifecycle approval is endorsed by that org alone.
+        if ns == LIFECYCLE_NAMESPACE {
+            if let Some(org) = crate::lifecycle::approval_org(key) {
+                if let Err(e) = ctx.policies.org_member_policy(org).evaluate_identities(ids) {
+                    return Ok(Err(format!(
+                        "key '{key}' of '{ns}': approval not endorsed by {org}: {e}"
+                    )));
+                }
+                key_checked = true;
+                continue;
+            }
+        }
         let parameter = ctx
             .state
             .metadata(ns, key)?
