@@ -19,5 +19,9 @@ cargo build --workspace --bins --locked
 step "cargo test"
 cargo test --workspace --locked
 
+step "Node chaincode: fabric-contract-api from npm, contract unit tests"
+chaincode-examples/asset-transfer-node/install.sh
+node --test chaincode-examples/asset-transfer-node/test/
+
 step "interop tests with Fabric's npm packages (tests/interop)"
 TWILL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twill" tests/interop/run.sh

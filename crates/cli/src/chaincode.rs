@@ -14,11 +14,45 @@
 //! them ([`assemble_transaction`]), send it to an orderer's `Broadcast`
 //! ([`broadcast`]) and, unless `--wait-for-event=false`, follow each peer's
 //! `DeliverFiltered` stream until the transaction is committed
-//! ([`wait_for_commit`]). A transaction the peers mark invalid fails with
-//! `transaction invalidated with status (<CODE>)`.
+//! ([`CommitWatcher`], opened before broadcasting). A transaction the peers
+//! mark invalid fails with `transaction invalidated with status (<CODE>)`.
+//! [`Submit`] runs these steps.
 //!
 //! The helpers are public so tests can drive a network the way the CLI
-//! does.
+//! does, e.g.:
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     signer: &twill_msp::SigningIdentity,
+//! #     peers: &[twill_cli::chaincode::PeerTarget],
+//! #     orderer: &twill_cli::chaincode::OrdererTarget,
+//! # ) -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use twill_cli::chaincode::{parse_ctor, Failure, Submit};
+//! use twill_protos::common::HeaderType;
+//!
+//! let input = parse_ctor(r#"{"Args":["CreateAsset","a1","blue","5","Tom","35"]}"#)?;
+//! let proposal = twill_cli::peer::build_proposal(
+//!     signer,
+//!     HeaderType::EndorserTransaction,
+//!     "mychannel",
+//!     "basic",
+//!     input,
+//!     Default::default(),
+//! )?;
+//! let submit = Submit {
+//!     signer,
+//!     channel: "mychannel",
+//!     peers,
+//!     orderer,
+//!     wait: Some(Duration::from_secs(30)),
+//!     failure: Failure::Invoke,
+//! };
+//! let response = submit.run(&proposal).await?;
+//! assert_eq!(response.status, 200);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -360,6 +360,8 @@ impl ChaincodeRuntime {
             .map_err(|e| scc::error(format!("unpacking chaincode {package_id}: {e}")))?
             .map_err(|e| scc::error(format!("unpacking chaincode {package_id}: {e}")))?;
         }
+        std::fs::create_dir_all(&self.launch.run_dir)
+            .map_err(|e| scc::error(format!("creating {}: {e}", self.launch.run_dir.display())))?;
         let program = run.program_path(&dir);
         let mut command = tokio::process::Command::new(&program);
         command

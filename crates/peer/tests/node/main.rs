@@ -33,6 +33,7 @@ use twill_protos::peer::{
     TransactionAction,
 };
 
+mod chaincode;
 mod ledger;
 
 static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -96,15 +97,22 @@ impl PeerProc {
     /// (`data/<name>`) and log are named `name`; restarting with the same
     /// name reopens the same ledger (on new ports).
     fn start_as(root: &Path, name: &str) -> PeerProc {
+        PeerProc::start_org(root, name, 1)
+    }
+
+    /// [`PeerProc::start_as`] with org `org`'s peer0 identity.
+    fn start_org(root: &Path, name: &str, org: u8) -> PeerProc {
         let ports = free_ports(2).unwrap();
-        let node = format!("{ORG1}/peers/peer0.org1.example.com");
+        let node = format!(
+            "organizations/peerOrganizations/org{org}.example.com/peers/peer0.org{org}.example.com"
+        );
         let yaml = format!(
             "peer:
-  id: peer0.org1.example.com
+  id: peer0.org{org}.example.com
   listenAddress: 127.0.0.1:{p}
   address: 127.0.0.1:{p}
   mspConfigPath: {node}/msp
-  localMspId: Org1MSP
+  localMspId: Org{org}MSP
   fileSystemPath: data/{name}
   tls:
     enabled: true

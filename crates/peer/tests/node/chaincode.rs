@@ -1,0 +1,437 @@
+//! Chaincode end to end: one orderer, a peer of Org1 and one of Org2, the
+//! Rust asset-transfer chaincode packaged as a `process` package (the peer
+//! starts it and it dials back), deployed with `twill chaincode` through
+//! Fabric's lifecycle, then invoked and queried.
+//!
+//! Needs `cargo build -p twill-orderer -p twill-cli -p asset-transfer`.
+
+use super::*;
+
+/// A peer of org `org` and the files its CLI calls need.
+struct OrgPeer {
+    proc: PeerProc,
+    org: u8,
+}
+
+fn org_path(org: u8) -> String {
+    format!("organizations/peerOrganizations/org{org}.example.com")
+}
+
+fn tls_ca(net: &OrdererNet, org: u8) -> String {
+    net.path(&format!(
+        "{}/tlsca/tlsca.org{org}.example.com-cert.pem",
+        org_path(org)
+    ))
+    .to_string_lossy()
+    .into_owned()
+}
+
+fn admin_msp(net: &OrdererNet, org: u8) -> String {
+    net.path(&format!(
+        "{}/users/Admin@org{org}.example.com/msp",
+        org_path(org)
+    ))
+    .to_string_lossy()
+    .into_owned()
+}
+
+/// Runs `twill <args>` as org `org`'s admin; returns (success, stdout, stderr).
+fn twill(net: &OrdererNet, org: u8, args: &[&str]) -> (bool, String, String) {
+    let bin = twill_cli::netkit::bin_dir().unwrap().join("twill");
+    let out = Command::new(bin)
+        .args(args)
+        .env("CORE_PEER_MSPCONFIGPATH", admin_msp(net, org))
+        .env("CORE_PEER_LOCALMSPID", format!("Org{org}MSP"))
+        .env_remove("CORE_PEER_ADDRESS")
+        .env_remove("CORE_PEER_TLS_ROOTCERT_FILE")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(result: (bool, String, String), what: &str) -> String {
+    let (ok, out, err) = result;
+    assert!(ok, "{what} failed:\n{out}\n{err}");
+    out
+}
+
+/// The flags naming one peer for a lifecycle verb.
+fn peer_flags(net: &OrdererNet, peer: &OrgPeer) -> Vec<String> {
+    vec![
+        "--peer-address".into(),
+        peer.proc.address.clone(),
+        "--tls-ca".into(),
+        tls_ca(net, peer.org),
+    ]
+}
+
+/// Flags naming every given peer (endorsement from each).
+fn peers_flags(net: &OrdererNet, peers: &[&OrgPeer]) -> Vec<String> {
+    let mut flags = Vec::new();
+    for p in peers {
+        flags.extend(peer_flags(net, p));
+    }
+    flags
+}
+
+fn orderer_flags(net: &OrdererNet) -> Vec<String> {
+    let ca = net.path("orderer-tls-ca.pem");
+    std::fs::write(&ca, net.orderer_tls_ca().unwrap()).unwrap();
+    vec![
+        "--orderer".into(),
+        net.orderers[0].client_address(),
+        "--orderer-tls-ca".into(),
+        ca.to_string_lossy().into_owned(),
+    ]
+}
+
+fn args<'a>(fixed: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+    fixed
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect()
+}
+
+/// Waits until the single orderer leads the channel's Raft group.
+fn wait_leader(net: &OrdererNet) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let leading =
+            http_get(&net.orderers[0].operations_address(), "/metrics").is_some_and(|body| {
+                body.lines().any(|l| {
+                    l.starts_with("raft_is_leader{") && l.contains(CHANNEL) && l.ends_with(" 1")
+                })
+            });
+        if leading {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orderer did not become leader"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const DEFINITION: [&str; 8] = [
+    "-C",
+    "mychannel",
+    "-n",
+    "basic",
+    "-v",
+    "1.0",
+    "--sequence",
+    "1",
+];
+
+#[test]
+fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
+    let _one = ONE_NETWORK_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    require_binaries();
+    let bins = twill_cli::netkit::bin_dir().unwrap();
+    let chaincode_bin = bins.join("asset-transfer");
+    assert!(
+        chaincode_bin.is_file(),
+        "{} not found: run `cargo build -p asset-transfer` first",
+        chaincode_bin.display()
+    );
+    let dir = test_dir();
+    let mut net = OrdererNet::create(
+        dir.path.as_path(),
+        NetOptions {
+            orderers: 1,
+            batch_timeout: "100ms".into(),
+            max_message_count: 10,
+            tick_interval: "100ms".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    net.start_all(TIMEOUT).unwrap();
+    net.join_all().unwrap();
+    wait_leader(&net);
+    let p1 = OrgPeer {
+        proc: PeerProc::start_org(&net.root, "peer0.org1", 1),
+        org: 1,
+    };
+    let p2 = OrgPeer {
+        proc: PeerProc::start_org(&net.root, "peer0.org2", 2),
+        org: 2,
+    };
+    let block = net.genesis_block.to_string_lossy().into_owned();
+    for p in [&p1, &p2] {
+        let flags = peer_flags(&net, p);
+        ok(
+            twill(
+                &net,
+                p.org,
+                &args(&["peer", "channel", "join", "-b", &block], &flags),
+            ),
+            "join",
+        );
+    }
+    let orderer = orderer_flags(&net);
+
+    // Package: a `process` package whose run.json starts the chaincode
+    // binary (absolute path on this host).
+    let code = net.root.join("cc-code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("run.json"),
+        format!(
+            r#"{{"command": "{}", "args": [], "env": {{"RUST_LOG": "info"}}}}"#,
+            chaincode_bin.display()
+        ),
+    )
+    .unwrap();
+    let package = net.root.join("basic.tar.gz");
+    let package_s = package.to_string_lossy().into_owned();
+    let code_s = code.to_string_lossy().into_owned();
+    ok(
+        twill(
+            &net,
+            1,
+            &[
+                "chaincode",
+                "package",
+                &package_s,
+                "--path",
+                &code_s,
+                "--lang",
+                "process",
+                "--label",
+                "basic_1.0",
+            ],
+        ),
+        "package",
+    );
+
+    // Install on both peers; the id is the same.
+    let mut package_id = String::new();
+    for p in [&p1, &p2] {
+        let flags = peer_flags(&net, p);
+        let out = ok(
+            twill(
+                &net,
+                p.org,
+                &args(&["chaincode", "install", &package_s], &flags),
+            ),
+            "install",
+        );
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
+            .unwrap_or_else(|| panic!("no package id in: {out}"))
+            .trim()
+            .to_owned();
+        assert!(id.starts_with("basic_1.0:"), "{id}");
+        package_id = id;
+    }
+    let out = ok(
+        twill(
+            &net,
+            1,
+            &args(&["chaincode", "queryinstalled"], &peer_flags(&net, &p1)),
+        ),
+        "queryinstalled",
+    );
+    assert!(
+        out.contains(&format!("Package ID: {package_id}, Label: basic_1.0")),
+        "{out}"
+    );
+    // Installing twice is refused.
+    let (again, _, err) = twill(
+        &net,
+        1,
+        &args(
+            &["chaincode", "install", &package_s],
+            &peer_flags(&net, &p1),
+        ),
+    );
+    assert!(!again);
+    assert!(err.contains("already successfully installed"), "{err}");
+
+    // Org1 approves; the commit is refused naming Org2's missing approval.
+    let approve = |p: &OrgPeer| {
+        let mut flags = peer_flags(&net, p);
+        flags.extend(orderer.clone());
+        flags.extend(["--package-id".to_owned(), package_id.clone()]);
+        ok(
+            twill(
+                &net,
+                p.org,
+                &args(
+                    &[&["chaincode", "approveformyorg"][..], &DEFINITION[..]].concat(),
+                    &flags,
+                ),
+            ),
+            "approveformyorg",
+        )
+    };
+    approve(&p1);
+    let out = ok(
+        twill(
+            &net,
+            1,
+            &args(
+                &[&["chaincode", "checkcommitreadiness"][..], &DEFINITION[..]].concat(),
+                &peer_flags(&net, &p1),
+            ),
+        ),
+        "checkcommitreadiness",
+    );
+    assert!(out.contains("Org1MSP: true"), "{out}");
+    assert!(out.contains("Org2MSP: false"), "{out}");
+    let mut commit_flags = peers_flags(&net, &[&p1, &p2]);
+    commit_flags.extend(orderer.clone());
+    let commit_args = args(
+        &[&["chaincode", "commit"][..], &DEFINITION[..]].concat(),
+        &commit_flags,
+    );
+    let (committed, out, err) = twill(&net, 1, &commit_args);
+    assert!(!committed, "commit with one approval succeeded: {out}");
+    assert!(err.contains("missing approvals from [Org2MSP]"), "{err}");
+
+    // Org2 approves; the commit goes through.
+    approve(&p2);
+    ok(twill(&net, 1, &commit_args), "commit");
+    let out = ok(
+        twill(
+            &net,
+            2,
+            &args(
+                &[
+                    "chaincode",
+                    "querycommitted",
+                    "-C",
+                    "mychannel",
+                    "-n",
+                    "basic",
+                ],
+                &peer_flags(&net, &p2),
+            ),
+        ),
+        "querycommitted",
+    );
+    assert!(out.contains("Version: 1.0, Sequence: 1"), "{out}");
+
+    // Invoke on both orgs' peers (each starts its chaincode process).
+    let mut invoke_flags = peers_flags(&net, &[&p1, &p2]);
+    invoke_flags.extend(orderer.clone());
+    let create = args(
+        &[
+            "chaincode",
+            "invoke",
+            "-C",
+            "mychannel",
+            "-n",
+            "basic",
+            "-c",
+            r#"{"Args":["CreateAsset","asset1","blue","5","Tomoko","300"]}"#,
+        ],
+        &invoke_flags,
+    );
+    let out = ok(twill(&net, 1, &create), "invoke CreateAsset");
+    assert!(out.contains("Chaincode invoke successful"), "{out}");
+
+    // Read it back on the other org's peer.
+    let query = |p: &OrgPeer, ctor: &str| {
+        twill(
+            &net,
+            p.org,
+            &args(
+                &[
+                    "chaincode",
+                    "query",
+                    "-C",
+                    "mychannel",
+                    "-n",
+                    "basic",
+                    "-c",
+                    ctor,
+                ],
+                &peer_flags(&net, p),
+            ),
+        )
+    };
+    let out = ok(
+        query(&p2, r#"{"Args":["ReadAsset","asset1"]}"#),
+        "query ReadAsset",
+    );
+    assert!(out.contains(r#""Owner":"Tomoko""#), "{out}");
+    assert!(out.contains(r#""ID":"asset1""#), "{out}");
+
+    // Creating it again: the chaincode's own error, status 500.
+    let (dup, _, err) = twill(&net, 1, &create);
+    assert!(!dup);
+    assert!(err.contains("already exists"), "{err}");
+
+    // Endorsed by Org1 alone: ordered, but invalid under MAJORITY Endorsement.
+    let mut one_flags = peer_flags(&net, &p1);
+    one_flags.extend(orderer.clone());
+    let (single, out, err) = twill(
+        &net,
+        1,
+        &args(
+            &[
+                "chaincode",
+                "invoke",
+                "-C",
+                "mychannel",
+                "-n",
+                "basic",
+                "-c",
+                r#"{"Args":["TransferAsset","asset1","Mallory"]}"#,
+            ],
+            &one_flags,
+        ),
+    );
+    assert!(!single, "single-org endorsement was accepted: {out}");
+    assert!(err.contains("ENDORSEMENT_POLICY_FAILURE"), "{err}");
+    let out = ok(
+        query(&p1, r#"{"Args":["ReadAsset","asset1"]}"#),
+        "query after EPF",
+    );
+    assert!(out.contains(r#""Owner":"Tomoko""#), "{out}");
+
+    // Bad input: unknown function, unknown chaincode, malformed args.
+    let (bad, _, err) = query(&p1, r#"{"Args":["NoSuchFunction"]}"#);
+    assert!(!bad);
+    assert!(err.contains("unknown function: NoSuchFunction"), "{err}");
+    let (bad, _, err) = twill(
+        &net,
+        1,
+        &args(
+            &[
+                "chaincode",
+                "query",
+                "-C",
+                "mychannel",
+                "-n",
+                "nope",
+                "-c",
+                r#"{"Args":["ReadAsset","a"]}"#,
+            ],
+            &peer_flags(&net, &p1),
+        ),
+    );
+    assert!(!bad);
+    assert!(err.contains("chaincode nope not found"), "{err}");
+    let (bad, _, err) = query(&p1, r#"{"Args":["CreateAsset","x","red","big","Bob","1"]}"#);
+    assert!(!bad);
+    assert!(err.contains("status:500"), "{err}");
+
+    // The peers keep serving.
+    let out = ok(
+        query(&p2, r#"{"Args":["AssetExists","asset1"]}"#),
+        "query AssetExists",
+    );
+    assert_eq!(out.trim(), "true");
+}
