@@ -16,12 +16,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo build (binaries shared with the interop tests)"
 cargo build --workspace --bins --locked
 
-step "cargo test"
-cargo test --workspace --locked
-
-step "Node chaincode: fabric-contract-api from npm, contract unit tests"
+step "Node chaincode: fabric-contract-api from npm (the Rust end-to-end tests run it), contract unit tests"
 chaincode-examples/asset-transfer-node/install.sh
 node --test chaincode-examples/asset-transfer-node/test/
+
+step "cargo test"
+cargo test --workspace --locked
 
 step "interop tests with Fabric's npm packages (tests/interop)"
 TWILL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twill" tests/interop/run.sh

@@ -434,4 +434,315 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
         "query AssetExists",
     );
     assert_eq!(out.trim(), "true");
+
+    // Kill Org1's chaincode process while queries run: a query in flight
+    // fails with a clear error, later ones start it again.
+    let pid = chaincode_pid(&p1.proc.log, &package_id);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (during_kill, after_kill) = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            let mut results = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                results.push(query(&p1, r#"{"Args":["ReadAsset","asset1"]}"#));
+            }
+            results
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        std::thread::sleep(Duration::from_millis(700));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let during = load.join().unwrap();
+        let after: Vec<_> = (0..3)
+            .map(|_| query(&p1, r#"{"Args":["ReadAsset","asset1"]}"#))
+            .collect();
+        (during, after)
+    });
+    for (ok, out, err) in &during_kill {
+        if !ok {
+            assert!(
+                err.contains("disconnected")
+                    || err.contains("not running")
+                    || err.contains("register"),
+                "unclear error for a query during the kill: {out}{err}"
+            );
+        }
+    }
+    for (ok, out, err) in &after_kill {
+        assert!(
+            ok,
+            "query after the chaincode was restarted failed: {out}{err}"
+        );
+        assert!(out.contains("Tomoko"), "{out}");
+    }
+    assert_ne!(
+        chaincode_pid(&p1.proc.log, &package_id),
+        pid,
+        "the chaincode was not started again"
+    );
+
+    // Upgrade: sequence 2 with a new package; the peers run the new one.
+    let package2 = net.root.join("basic2.tar.gz");
+    let package2_s = package2.to_string_lossy().into_owned();
+    ok(
+        twill(
+            &net,
+            1,
+            &[
+                "chaincode",
+                "package",
+                &package2_s,
+                "--path",
+                &code_s,
+                "--lang",
+                "process",
+                "--label",
+                "basic_2.0",
+            ],
+        ),
+        "package 2",
+    );
+    let mut package2_id = String::new();
+    for p in [&p1, &p2] {
+        let out = ok(
+            twill(
+                &net,
+                p.org,
+                &args(&["chaincode", "install", &package2_s], &peer_flags(&net, p)),
+            ),
+            "install 2",
+        );
+        package2_id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+    assert_ne!(package2_id, package_id);
+    let definition2 = [
+        "-C",
+        "mychannel",
+        "-n",
+        "basic",
+        "-v",
+        "2.0",
+        "--sequence",
+        "2",
+    ];
+    for p in [&p1, &p2] {
+        let mut flags = peer_flags(&net, p);
+        flags.extend(orderer.clone());
+        flags.extend(["--package-id".to_owned(), package2_id.clone()]);
+        ok(
+            twill(
+                &net,
+                p.org,
+                &args(
+                    &[&["chaincode", "approveformyorg"][..], &definition2[..]].concat(),
+                    &flags,
+                ),
+            ),
+            "approve 2",
+        );
+    }
+    ok(
+        twill(
+            &net,
+            2,
+            &args(
+                &[&["chaincode", "commit"][..], &definition2[..]].concat(),
+                &commit_flags,
+            ),
+        ),
+        "commit 2",
+    );
+    let out = ok(
+        query(&p1, r#"{"Args":["ReadAsset","asset1"]}"#),
+        "query after upgrade",
+    );
+    assert!(out.contains("Tomoko"), "{out}");
+    chaincode_pid(&p1.proc.log, &package2_id);
+
+    // Node chaincode (fabric-contract-api from npm) as a chaincode server
+    // the peers dial: a `ccaas` package.
+    node_chaincode_as_a_service(&net, &[&p1, &p2], &orderer);
+}
+
+/// The pid of the latest process the peer started for `package_id`, from
+/// its log.
+fn chaincode_pid(log: &Path, package_id: &str) -> u32 {
+    let text = std::fs::read_to_string(log).unwrap();
+    text.lines()
+        .filter(|l| l.contains("chaincode process started") && l.contains(package_id))
+        .filter_map(|l| {
+            l.split("pid=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .last()
+        .unwrap_or_else(|| panic!("no chaincode process for {package_id} in {}", log.display()))
+}
+
+fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[String]) {
+    let module =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chaincode-examples/asset-transfer-node");
+    let launcher = module.join("node_modules/.bin/fabric-chaincode-node");
+    assert!(
+        launcher.exists(),
+        "{} not found: run chaincode-examples/asset-transfer-node/install.sh first",
+        launcher.display()
+    );
+    let port = free_ports(1).unwrap()[0];
+    let code = net.root.join("ccaas-code");
+    std::fs::create_dir_all(&code).unwrap();
+    std::fs::write(
+        code.join("connection.json"),
+        format!(
+            r#"{{"address": "127.0.0.1:{port}", "dial_timeout": "10s", "tls_required": false}}"#
+        ),
+    )
+    .unwrap();
+    let package = net.root.join("basicjs.tar.gz");
+    let package_s = package.to_string_lossy().into_owned();
+    let code_s = code.to_string_lossy().into_owned();
+    ok(
+        twill(
+            net,
+            1,
+            &[
+                "chaincode",
+                "package",
+                &package_s,
+                "--path",
+                &code_s,
+                "--lang",
+                "ccaas",
+                "--label",
+                "basicjs_1.0",
+            ],
+        ),
+        "package ccaas",
+    );
+    let mut package_id = String::new();
+    for p in peers {
+        let out = ok(
+            twill(
+                net,
+                p.org,
+                &args(&["chaincode", "install", &package_s], &peer_flags(net, p)),
+            ),
+            "install ccaas",
+        );
+        package_id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+    }
+    let log = std::fs::File::create(net.root.join("logs").join("basicjs.log")).unwrap();
+    let mut server = Command::new("node")
+        .arg(&launcher)
+        .args([
+            "server",
+            "--chaincode-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--chaincode-id", &package_id])
+        .current_dir(&module)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let definition = [
+        "-C",
+        "mychannel",
+        "-n",
+        "basicjs",
+        "-v",
+        "1.0",
+        "--sequence",
+        "1",
+    ];
+    for p in peers {
+        let mut flags = peer_flags(net, p);
+        flags.extend(orderer.iter().cloned());
+        flags.extend(["--package-id".to_owned(), package_id.clone()]);
+        ok(
+            twill(
+                net,
+                p.org,
+                &args(
+                    &[&["chaincode", "approveformyorg"][..], &definition[..]].concat(),
+                    &flags,
+                ),
+            ),
+            "approve ccaas",
+        );
+    }
+    let mut flags = peers_flags(net, peers);
+    flags.extend(orderer.iter().cloned());
+    ok(
+        twill(
+            net,
+            1,
+            &args(
+                &[&["chaincode", "commit"][..], &definition[..]].concat(),
+                &flags,
+            ),
+        ),
+        "commit ccaas",
+    );
+    let out = ok(
+        twill(
+            net,
+            1,
+            &args(
+                &[
+                    "chaincode",
+                    "invoke",
+                    "-C",
+                    "mychannel",
+                    "-n",
+                    "basicjs",
+                    "-c",
+                    r#"{"Args":["CreateAsset","js1","green","7","Ana","70"]}"#,
+                ],
+                &flags,
+            ),
+        ),
+        "invoke Node chaincode",
+    );
+    assert!(out.contains("Chaincode invoke successful"), "{out}");
+    let out = ok(
+        twill(
+            net,
+            2,
+            &args(
+                &[
+                    "chaincode",
+                    "query",
+                    "-C",
+                    "mychannel",
+                    "-n",
+                    "basicjs",
+                    "-c",
+                    r#"{"Args":["ReadAsset","js1"]}"#,
+                ],
+                &peer_flags(net, peers[1]),
+            ),
+        ),
+        "query Node chaincode",
+    );
+    assert!(out.contains(r#""Owner":"Ana""#), "{out}");
+    let _ = server.kill();
+    let _ = server.wait();
 }
