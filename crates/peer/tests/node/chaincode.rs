@@ -577,8 +577,9 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
 fn chaincode_pid(log: &Path, package_id: &str) -> u32 {
     let text = std::fs::read_to_string(log).unwrap();
     text.lines()
+        .rev()
         .filter(|l| l.contains("chaincode process started") && l.contains(package_id))
-        .filter_map(|l| {
+        .find_map(|l| {
             l.split("pid=")
                 .nth(1)?
                 .split_whitespace()
@@ -586,7 +587,6 @@ fn chaincode_pid(log: &Path, package_id: &str) -> u32 {
                 .parse()
                 .ok()
         })
-        .last()
         .unwrap_or_else(|| panic!("no chaincode process for {package_id} in {}", log.display()))
 }
 
