@@ -305,14 +305,25 @@ impl ChaincodeRuntime {
                 let address = conn.address.clone();
                 let dial = conn.dial_timeout;
                 let id = package_id.to_owned();
+                let wait = self.launch.startup_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        connect_chaincode_server(registry, &address, tls.as_ref(), dial).await
-                    {
-                        tracing::warn!(target: LOG, chaincode = %id, address = %address, error = %e, "chaincode server connection ended");
+                    // A server that is still starting refuses connections:
+                    // keep dialing until it answers or the wait is over.
+                    let deadline = tokio::time::Instant::now() + wait;
+                    loop {
+                        let ended =
+                            connect_chaincode_server(registry.clone(), &address, tls.as_ref(), dial)
+                                .await;
+                        let Err(e) = ended else { break };
+                        if registry.is_registered(&id) || tokio::time::Instant::now() >= deadline {
+                            tracing::warn!(target: LOG, chaincode = %id, address = %address, error = %e, "chaincode server connection ended");
+                            break;
+                        }
+                        tracing::debug!(target: LOG, chaincode = %id, address = %address, error = %e, "chaincode server not reachable yet; dialing again");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                 });
-                dial + Duration::from_secs(5)
+                wait
             }
             (LaunchSpec::Process(run), package) => {
                 self.start_process(package_id, &run, &package).await?;

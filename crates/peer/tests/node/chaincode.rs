@@ -118,7 +118,8 @@ fn wait_leader(net: &OrdererNet) {
     }
 }
 
-const DEFINITION: [&str; 8] = [
+/// The definition of `basic` v1.0: endorsement policy AND(Org1, Org2).
+const DEFINITION: [&str; 10] = [
     "-C",
     "mychannel",
     "-n",
@@ -127,6 +128,8 @@ const DEFINITION: [&str; 8] = [
     "1.0",
     "--sequence",
     "1",
+    "--signature-policy",
+    "AND('Org1MSP.peer','Org2MSP.peer')",
 ];
 
 #[test]
@@ -373,7 +376,7 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
     assert!(!dup);
     assert!(err.contains("already exists"), "{err}");
 
-    // Endorsed by Org1 alone: ordered, but invalid under MAJORITY Endorsement.
+    // Endorsed by Org1 alone: ordered, but invalid under AND(Org1, Org2).
     let mut one_flags = peer_flags(&net, &p1);
     one_flags.extend(orderer.clone());
     let (single, out, err) = twill(
