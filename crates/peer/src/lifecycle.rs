@@ -362,40 +362,32 @@ struct Proposed {
     init_required: bool,
 }
 
+/// The compared fields of a lifecycle args message that carries a whole
+/// definition (readiness, approval and commit args share the field names).
+macro_rules! proposed_from_args {
+    ($a:expr) => {
+        Proposed {
+            sequence: $a.sequence,
+            version: $a.version.clone(),
+            endorsement_plugin: $a.endorsement_plugin.clone(),
+            validation_plugin: $a.validation_plugin.clone(),
+            validation_parameter: $a.validation_parameter.clone(),
+            collections: collections_bytes($a.collections.as_ref()),
+            init_required: $a.init_required,
+        }
+    };
+}
+
 fn proposed_from_readiness(a: &CheckCommitReadinessArgs) -> Proposed {
-    Proposed {
-        sequence: a.sequence,
-        version: a.version.clone(),
-        endorsement_plugin: a.endorsement_plugin.clone(),
-        validation_plugin: a.validation_plugin.clone(),
-        validation_parameter: a.validation_parameter.clone(),
-        collections: collections_bytes(a.collections.as_ref()),
-        init_required: a.init_required,
-    }
+    proposed_from_args!(a)
 }
 
 fn proposed_from_approval(a: &ApproveChaincodeDefinitionForMyOrgArgs) -> Proposed {
-    Proposed {
-        sequence: a.sequence,
-        version: a.version.clone(),
-        endorsement_plugin: a.endorsement_plugin.clone(),
-        validation_plugin: a.validation_plugin.clone(),
-        validation_parameter: a.validation_parameter.clone(),
-        collections: collections_bytes(a.collections.as_ref()),
-        init_required: a.init_required,
-    }
+    proposed_from_args!(a)
 }
 
 fn proposed_from_commit(a: &CommitChaincodeDefinitionArgs) -> Proposed {
-    Proposed {
-        sequence: a.sequence,
-        version: a.version.clone(),
-        endorsement_plugin: a.endorsement_plugin.clone(),
-        validation_plugin: a.validation_plugin.clone(),
-        validation_parameter: a.validation_parameter.clone(),
-        collections: collections_bytes(a.collections.as_ref()),
-        init_required: a.init_required,
-    }
+    proposed_from_args!(a)
 }
 
 fn proposed_from_definition(d: &Definition) -> Proposed {

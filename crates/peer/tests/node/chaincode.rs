@@ -97,6 +97,90 @@ fn args<'a>(fixed: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
+/// Packages the code folder `code` as a `kind` package labelled `label`;
+/// returns the package file.
+fn package(net: &OrdererNet, code: &Path, kind: &str, label: &str) -> String {
+    let file = net.root.join(format!("{label}.tar.gz"));
+    let file = file.to_string_lossy().into_owned();
+    let code = code.to_string_lossy().into_owned();
+    ok(
+        twill(
+            net,
+            1,
+            &[
+                "chaincode",
+                "package",
+                &file,
+                "--path",
+                &code,
+                "--lang",
+                kind,
+                "--label",
+                label,
+            ],
+        ),
+        "package",
+    );
+    file
+}
+
+/// Installs `package` on `p` as its org's admin; returns the package id.
+fn install(net: &OrdererNet, p: &OrgPeer, package: &str) -> String {
+    let out = ok(
+        twill(
+            net,
+            p.org,
+            &args(&["chaincode", "install", package], &peer_flags(net, p)),
+        ),
+        "install",
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
+        .unwrap_or_else(|| panic!("no package id in: {out}"))
+        .trim()
+        .to_owned()
+}
+
+/// Approves `definition` with `package_id` for `p`'s org.
+fn approve(
+    net: &OrdererNet,
+    p: &OrgPeer,
+    definition: &[&str],
+    package_id: &str,
+    orderer: &[String],
+) {
+    let mut flags = peer_flags(net, p);
+    flags.extend(orderer.iter().cloned());
+    flags.extend(["--package-id".to_owned(), package_id.to_owned()]);
+    ok(
+        twill(
+            net,
+            p.org,
+            &args(
+                &[&["chaincode", "approveformyorg"][..], definition].concat(),
+                &flags,
+            ),
+        ),
+        "approveformyorg",
+    );
+}
+
+/// Commits `definition` endorsed by `peers`, as Org1's admin.
+fn commit(
+    net: &OrdererNet,
+    peers: &[&OrgPeer],
+    definition: &[&str],
+    orderer: &[String],
+) -> (bool, String, String) {
+    let mut flags = peers_flags(net, peers);
+    flags.extend(orderer.iter().cloned());
+    twill(
+        net,
+        1,
+        &args(&[&["chaincode", "commit"][..], definition].concat(), &flags),
+    )
+}
+
 /// Waits until the single orderer leads the channel's Raft group.
 fn wait_leader(net: &OrdererNet) {
     let deadline = Instant::now() + TIMEOUT;
@@ -194,49 +278,12 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
         ),
     )
     .unwrap();
-    let package = net.root.join("basic.tar.gz");
-    let package_s = package.to_string_lossy().into_owned();
-    let code_s = code.to_string_lossy().into_owned();
-    ok(
-        twill(
-            &net,
-            1,
-            &[
-                "chaincode",
-                "package",
-                &package_s,
-                "--path",
-                &code_s,
-                "--lang",
-                "process",
-                "--label",
-                "basic_1.0",
-            ],
-        ),
-        "package",
-    );
+    let package_s = package(&net, &code, "process", "basic_1.0");
 
     // Install on both peers; the id is the same.
-    let mut package_id = String::new();
-    for p in [&p1, &p2] {
-        let flags = peer_flags(&net, p);
-        let out = ok(
-            twill(
-                &net,
-                p.org,
-                &args(&["chaincode", "install", &package_s], &flags),
-            ),
-            "install",
-        );
-        let id = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
-            .unwrap_or_else(|| panic!("no package id in: {out}"))
-            .trim()
-            .to_owned();
-        assert!(id.starts_with("basic_1.0:"), "{id}");
-        package_id = id;
-    }
+    let package_id = install(&net, &p1, &package_s);
+    assert!(package_id.starts_with("basic_1.0:"), "{package_id}");
+    assert_eq!(install(&net, &p2, &package_s), package_id);
     let out = ok(
         twill(
             &net,
@@ -262,23 +309,7 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
     assert!(err.contains("already successfully installed"), "{err}");
 
     // Org1 approves; the commit is refused naming Org2's missing approval.
-    let approve = |p: &OrgPeer| {
-        let mut flags = peer_flags(&net, p);
-        flags.extend(orderer.clone());
-        flags.extend(["--package-id".to_owned(), package_id.clone()]);
-        ok(
-            twill(
-                &net,
-                p.org,
-                &args(
-                    &[&["chaincode", "approveformyorg"][..], &DEFINITION[..]].concat(),
-                    &flags,
-                ),
-            ),
-            "approveformyorg",
-        )
-    };
-    approve(&p1);
+    approve(&net, &p1, &DEFINITION, &package_id, &orderer);
     let out = ok(
         twill(
             &net,
@@ -292,19 +323,13 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
     );
     assert!(out.contains("Org1MSP: true"), "{out}");
     assert!(out.contains("Org2MSP: false"), "{out}");
-    let mut commit_flags = peers_flags(&net, &[&p1, &p2]);
-    commit_flags.extend(orderer.clone());
-    let commit_args = args(
-        &[&["chaincode", "commit"][..], &DEFINITION[..]].concat(),
-        &commit_flags,
-    );
-    let (committed, out, err) = twill(&net, 1, &commit_args);
+    let (committed, out, err) = commit(&net, &[&p1, &p2], &DEFINITION, &orderer);
     assert!(!committed, "commit with one approval succeeded: {out}");
     assert!(err.contains("missing approvals from [Org2MSP]"), "{err}");
 
     // Org2 approves; the commit goes through.
-    approve(&p2);
-    ok(twill(&net, 1, &commit_args), "commit");
+    approve(&net, &p2, &DEFINITION, &package_id, &orderer);
+    ok(commit(&net, &[&p1, &p2], &DEFINITION, &orderer), "commit");
     let out = ok(
         twill(
             &net,
@@ -488,43 +513,9 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
     );
 
     // Upgrade: sequence 2 with a new package; the peers run the new one.
-    let package2 = net.root.join("basic2.tar.gz");
-    let package2_s = package2.to_string_lossy().into_owned();
-    ok(
-        twill(
-            &net,
-            1,
-            &[
-                "chaincode",
-                "package",
-                &package2_s,
-                "--path",
-                &code_s,
-                "--lang",
-                "process",
-                "--label",
-                "basic_2.0",
-            ],
-        ),
-        "package 2",
-    );
-    let mut package2_id = String::new();
-    for p in [&p1, &p2] {
-        let out = ok(
-            twill(
-                &net,
-                p.org,
-                &args(&["chaincode", "install", &package2_s], &peer_flags(&net, p)),
-            ),
-            "install 2",
-        );
-        package2_id = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
-            .unwrap()
-            .trim()
-            .to_owned();
-    }
+    let package2 = package(&net, &code, "process", "basic_2.0");
+    let package2_id = install(&net, &p1, &package2);
+    assert_eq!(install(&net, &p2, &package2), package2_id);
     assert_ne!(package2_id, package_id);
     let definition2 = [
         "-C",
@@ -535,32 +526,14 @@ fn deploy_with_org_approvals_then_invoke_and_query_rust_chaincode() {
         "2.0",
         "--sequence",
         "2",
+        "--signature-policy",
+        "AND('Org1MSP.peer','Org2MSP.peer')",
     ];
     for p in [&p1, &p2] {
-        let mut flags = peer_flags(&net, p);
-        flags.extend(orderer.clone());
-        flags.extend(["--package-id".to_owned(), package2_id.clone()]);
-        ok(
-            twill(
-                &net,
-                p.org,
-                &args(
-                    &[&["chaincode", "approveformyorg"][..], &definition2[..]].concat(),
-                    &flags,
-                ),
-            ),
-            "approve 2",
-        );
+        approve(&net, p, &definition2, &package2_id, &orderer);
     }
     ok(
-        twill(
-            &net,
-            2,
-            &args(
-                &[&["chaincode", "commit"][..], &definition2[..]].concat(),
-                &commit_flags,
-            ),
-        ),
+        commit(&net, &[&p1, &p2], &definition2, &orderer),
         "commit 2",
     );
     let out = ok(
@@ -612,44 +585,9 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
         ),
     )
     .unwrap();
-    let package = net.root.join("basicjs.tar.gz");
-    let package_s = package.to_string_lossy().into_owned();
-    let code_s = code.to_string_lossy().into_owned();
-    ok(
-        twill(
-            net,
-            1,
-            &[
-                "chaincode",
-                "package",
-                &package_s,
-                "--path",
-                &code_s,
-                "--lang",
-                "ccaas",
-                "--label",
-                "basicjs_1.0",
-            ],
-        ),
-        "package ccaas",
-    );
-    let mut package_id = String::new();
-    for p in peers {
-        let out = ok(
-            twill(
-                net,
-                p.org,
-                &args(&["chaincode", "install", &package_s], &peer_flags(net, p)),
-            ),
-            "install ccaas",
-        );
-        package_id = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Chaincode code package identifier: "))
-            .unwrap()
-            .trim()
-            .to_owned();
-    }
+    let package_s = package(net, &code, "ccaas", "basicjs_1.0");
+    let package_id = install(net, peers[0], &package_s);
+    assert_eq!(install(net, peers[1], &package_s), package_id);
     let log = std::fs::File::create(net.root.join("logs").join("basicjs.log")).unwrap();
     let mut server = Command::new("node")
         .arg(&launcher)
@@ -676,34 +614,11 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
         "1",
     ];
     for p in peers {
-        let mut flags = peer_flags(net, p);
-        flags.extend(orderer.iter().cloned());
-        flags.extend(["--package-id".to_owned(), package_id.clone()]);
-        ok(
-            twill(
-                net,
-                p.org,
-                &args(
-                    &[&["chaincode", "approveformyorg"][..], &definition[..]].concat(),
-                    &flags,
-                ),
-            ),
-            "approve ccaas",
-        );
+        approve(net, p, &definition, &package_id, orderer);
     }
+    ok(commit(net, peers, &definition, orderer), "commit ccaas");
     let mut flags = peers_flags(net, peers);
     flags.extend(orderer.iter().cloned());
-    ok(
-        twill(
-            net,
-            1,
-            &args(
-                &[&["chaincode", "commit"][..], &definition[..]].concat(),
-                &flags,
-            ),
-        ),
-        "commit ccaas",
-    );
     let out = ok(
         twill(
             net,
