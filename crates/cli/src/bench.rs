@@ -54,6 +54,25 @@ enum BenchCommand {
     ///   twill bench commit --blocks 20 --txs-per-block 500
     #[command(verbatim_doc_comment)]
     Commit(crate::bench_commit::CommitBench),
+    /// Endorsement throughput of a peer running the Rust asset-transfer chaincode.
+    ///
+    /// Starts an orderer and peers of Org1 and Org2 as separate processes
+    /// on free loopback ports in a temporary folder, deploys the
+    /// asset-transfer binary (next to `twill`) as chaincode `basic` through
+    /// the lifecycle, then for the given time keeps --concurrency CreateAsset
+    /// proposals in flight to Org1's peer (endorsed only, not ordered),
+    /// requiring status 200 and an endorsement for each. Then estimates the
+    /// peer-side cost of one chaincode call as the mean latency of ReadAsset
+    /// minus that of qscc GetChainInfo, sent one at a time. Ends with the line
+    ///   endorse: <N> endorsements/s, p99 <B> ms, shim round trip <C> us
+    ///
+    /// Needs the release binaries:
+    ///   cargo build --release -p twill-cli -p twill-peer -p twill-orderer -p asset-transfer
+    ///
+    /// Example:
+    ///   target/release/twill bench endorse --duration 10 --concurrency 64
+    #[command(verbatim_doc_comment)]
+    Endorse(crate::bench_endorse::EndorseBench),
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +102,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Orderer(b) => orderer(b),
         BenchCommand::Commit(b) => crate::bench_commit::commit(b),
+        BenchCommand::Endorse(b) => crate::bench_endorse::endorse(b),
     }
 }
 

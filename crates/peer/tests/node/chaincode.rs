@@ -589,20 +589,22 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
     let package_id = install(net, peers[0], &package_s);
     assert_eq!(install(net, peers[1], &package_s), package_id);
     let log = std::fs::File::create(net.root.join("logs").join("basicjs.log")).unwrap();
-    let mut server = Command::new("node")
-        .arg(&launcher)
-        .args([
-            "server",
-            "--chaincode-address",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--chaincode-id", &package_id])
-        .current_dir(&module)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let _server = KillOnDrop(
+        Command::new("node")
+            .arg(&launcher)
+            .args([
+                "server",
+                "--chaincode-address",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(["--chaincode-id", &package_id])
+            .current_dir(&module)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let definition = [
         "-C",
         "mychannel",
@@ -661,6 +663,14 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
         "query Node chaincode",
     );
     assert!(out.contains(r#""Owner":"Ana""#), "{out}");
-    let _ = server.kill();
-    let _ = server.wait();
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
