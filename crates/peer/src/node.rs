@@ -542,7 +542,7 @@ where
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
         },
     );
-    let _ = peer.runtime.set(Arc::new(runtime));
+    let _ = peer.runtime.set(runtime);
     let chaincode_support = ChaincodeSupportService::new(registry);
     let mut builder =
         twill_comm::server_builder(material.server_tls.as_ref()).map_err(|source| {

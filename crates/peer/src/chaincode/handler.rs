@@ -80,7 +80,11 @@ fn dispatch(connection: &Arc<Connection>, message: ChaincodeMessage) {
             let running = connection.running.lock().remove(&key);
             match running {
                 Some(tx) => {
-                    let _ = tx.done.send(Ok(message));
+                    // Release the request handler before waking the caller,
+                    // which then owns the simulation alone.
+                    let super::RunningTx { requests, done } = tx;
+                    drop(requests);
+                    let _ = done.send(Ok(message));
                 }
                 None => {
                     tracing::warn!(target: LOG, chaincode = %connection.id, tx_id = %message.txid, "completion for a transaction that is not running (timed out?)");

@@ -2,22 +2,23 @@
 //! by the endorser's [`TxSimulator`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use prost::Message as _;
 use twill_protos::common::{ChannelHeader, Envelope, Payload};
 use twill_protos::peer::chaincode_message::Type as MsgType;
 use twill_protos::peer::{
-    ChaincodeMessage, DelState, GetHistoryForKey, GetQueryResult, GetState, GetStateByRange,
-    GetStateMetadata, PutState, PutStateMetadata, QueryMetadata, QueryResponse,
+    ChaincodeMessage, ChaincodeSpec, DelState, GetHistoryForKey, GetQueryResult, GetState,
+    GetStateByRange, GetStateMetadata, PutState, PutStateMetadata, QueryMetadata, QueryResponse,
     QueryResponseMetadata, QueryResultBytes, QueryStateClose, QueryStateNext, StateMetadata,
     StateMetadataResult,
 };
 use twill_protos::prost_types;
 use twill_protos::queryresult::{KeyModification, Kv};
 
-use super::TxRequests;
+use super::runtime::NestedCall;
+use super::{ChaincodeRuntime, TxRequests};
 use crate::channel::Channel;
 use crate::simulator::{ScanId, TxSimulator};
 
@@ -31,21 +32,66 @@ pub struct SimulatorRequests {
     namespace: String,
     simulator: Arc<Mutex<TxSimulator>>,
     channel: Arc<Channel>,
+    /// The runtime and transaction, for chaincode-to-chaincode calls.
+    nested: Option<(Weak<ChaincodeRuntime>, NestedCall)>,
 }
 
 impl SimulatorRequests {
     /// Requests of chaincode `namespace` served by `simulator`; history
-    /// entries are completed (tx id, timestamp) from `channel`'s blocks.
-    pub fn new(
+    /// entries are completed (tx id, timestamp) from `channel`'s blocks;
+    /// chaincode-to-chaincode calls go through `nested` (refused without).
+    pub(crate) fn new(
         namespace: impl Into<String>,
         simulator: Arc<Mutex<TxSimulator>>,
         channel: Arc<Channel>,
+        nested: Option<(Weak<ChaincodeRuntime>, NestedCall)>,
     ) -> Self {
         SimulatorRequests {
             namespace: namespace.into(),
             simulator,
             channel,
+            nested,
         }
+    }
+
+    /// INVOKE_CHAINCODE: runs the callee on this channel within this
+    /// transaction; the RESPONSE payload is the callee's COMPLETED message.
+    fn invoke_chaincode(&self, request: &ChaincodeMessage) -> Result<Vec<u8>, String> {
+        let spec: ChaincodeSpec = Self::decode("INVOKE_CHAINCODE", &request.payload)?;
+        let target = spec
+            .chaincode_id
+            .map(|id| id.name)
+            .filter(|n| !n.is_empty())
+            .ok_or("INVOKE_CHAINCODE names no chaincode")?;
+        let (callee, channel) = match target.split_once('/') {
+            Some((name, channel)) => (name.to_owned(), channel.to_owned()),
+            None => (target.clone(), String::new()),
+        };
+        if !channel.is_empty() && channel != self.channel.id() {
+            return Err(format!(
+                "calling chaincode {callee} on another channel ({channel}) is not supported by this peer"
+            ));
+        }
+        if callee == self.namespace {
+            return Err(format!("chaincode {callee} cannot call itself"));
+        }
+        let (runtime, call) = self
+            .nested
+            .as_ref()
+            .and_then(|(rt, call)| Some((rt.upgrade()?, call.clone())))
+            .ok_or("chaincode-to-chaincode calls are not available here")?;
+        let input = spec.input.unwrap_or_default();
+        let response = tokio::runtime::Handle::try_current()
+            .map_err(|e| format!("no runtime for the nested call: {e}"))?
+            .block_on(runtime.invoke_nested(&call, &callee, input))?;
+        Ok(ChaincodeMessage {
+            r#type: MsgType::Completed as i32,
+            payload: response.encode_to_vec(),
+            txid: request.txid.clone(),
+            channel_id: request.channel_id.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec())
     }
 
     fn decode<M: prost::Message + Default>(kind: &str, payload: &[u8]) -> Result<M, String> {
@@ -169,6 +215,10 @@ fn page(metadata: &[u8]) -> Result<Option<(u32, String)>, String> {
 
 impl TxRequests for SimulatorRequests {
     fn handle(&self, request: &ChaincodeMessage) -> Result<Vec<u8>, String> {
+        if request.r#type == MsgType::InvokeChaincode as i32 {
+            // Not under the simulator lock: the callee's requests need it.
+            return self.invoke_chaincode(request);
+        }
         let ns = self.namespace.as_str();
         let payload = request.payload.as_slice();
         let mut sim = self.simulator.lock();

@@ -89,6 +89,8 @@ pub struct RunRequest<'a> {
 
 /// Runs chaincodes for the endorser; see the [module docs](self).
 pub struct ChaincodeRuntime {
+    /// This runtime, for the request handlers of nested calls.
+    this: std::sync::Weak<ChaincodeRuntime>,
     registry: Arc<ChaincodeRegistry>,
     store: Arc<PackageStore>,
     local_mspid: String,
@@ -116,15 +118,17 @@ impl ChaincodeRuntime {
         store: Arc<PackageStore>,
         local_mspid: impl Into<String>,
         launch: LaunchConfig,
-    ) -> Self {
-        ChaincodeRuntime {
+    ) -> Arc<Self> {
+        let local_mspid = local_mspid.into();
+        Arc::new_cyclic(|this| ChaincodeRuntime {
+            this: this.clone(),
             registry,
             store,
-            local_mspid: local_mspid.into(),
+            local_mspid,
             launch,
             processes: Mutex::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// The registry of connected chaincodes.
@@ -154,29 +158,20 @@ impl ChaincodeRuntime {
                 .await
                 .map_err(|e| scc::error(format!("chaincode lookup failed: {e}")))??
         };
-        self.ensure_running(&package_id).await?;
-
         let simulator = Arc::new(Mutex::new(TxSimulator::new(
-            state,
+            state.clone(),
             channel.id(),
             request.tx_id,
         )));
-        let requests = Arc::new(SimulatorRequests::new(
-            name.clone(),
-            simulator.clone(),
-            channel.clone(),
-        ));
-        let invocation = Invocation {
-            channel_id: channel.id().to_owned(),
+        let call = NestedCall {
+            channel: channel.clone(),
+            state,
+            simulator: simulator.clone(),
             tx_id: request.tx_id.to_owned(),
-            is_init: request.input.is_init,
-            input: request.input.encode_to_vec(),
-            proposal: Some(request.signed.clone()),
-            requests,
+            proposal: request.signed.clone(),
         };
         let done = self
-            .registry
-            .execute(&package_id, invocation)
+            .execute_in(&package_id, &name, request.input, &call)
             .await
             .map_err(|e| scc::error(format!("error in simulation: {e}")))?;
         if done.response.status >= 400 {
@@ -192,6 +187,7 @@ impl ChaincodeRuntime {
             .encode_to_vec(),
             _ => Vec::new(),
         };
+        drop(call);
         let simulator = Arc::try_unwrap(simulator)
             .map(Mutex::into_inner)
             .map_err(|_| scc::error("the chaincode still holds the simulation"))?;
@@ -209,6 +205,61 @@ impl ChaincodeRuntime {
                 ..Default::default()
             },
         })
+    }
+
+    /// Starts package `package_id` if needed and runs `input` in it as
+    /// chaincode `name`, its requests served by the call's simulator.
+    async fn execute_in(
+        &self,
+        package_id: &str,
+        name: &str,
+        input: ChaincodeInput,
+        call: &NestedCall,
+    ) -> Result<super::Completion, String> {
+        self.ensure_running(package_id)
+            .await
+            .map_err(|r| r.message)?;
+        let requests = Arc::new(SimulatorRequests::new(
+            name.to_owned(),
+            call.simulator.clone(),
+            call.channel.clone(),
+            Some((self.this.clone(), call.clone())),
+        ));
+        let invocation = Invocation {
+            channel_id: call.channel.id().to_owned(),
+            tx_id: call.tx_id.clone(),
+            is_init: input.is_init,
+            input: input.encode_to_vec(),
+            proposal: Some(call.proposal.clone()),
+            requests,
+        };
+        self.registry
+            .execute(package_id, invocation)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// A chaincode-to-chaincode call within a running transaction: chaincode
+    /// `callee` on the same channel runs `input` against the same simulator
+    /// (its reads and writes join the transaction). The callee's event is
+    /// dropped, as in Fabric.
+    pub(crate) async fn invoke_nested(
+        &self,
+        call: &NestedCall,
+        callee: &str,
+        input: ChaincodeInput,
+    ) -> Result<Response, String> {
+        let state = call.state.clone();
+        let mspid = self.local_mspid.clone();
+        let name = callee.to_owned();
+        let channel_id = call.channel.id().to_owned();
+        let (_, package_id) =
+            tokio::task::spawn_blocking(move || lookup(&state, &mspid, &name, &channel_id))
+                .await
+                .map_err(|e| format!("chaincode lookup failed: {e}"))?
+                .map_err(|r| r.message)?;
+        let done = self.execute_in(&package_id, callee, input, call).await?;
+        Ok(done.response)
     }
 
     async fn run_lifecycle(&self, request: RunRequest<'_>) -> Result<Simulated, Response> {
@@ -410,6 +461,16 @@ impl ChaincodeRuntime {
         self.processes.lock().insert(package_id.to_owned(), child);
         Ok(())
     }
+}
+
+/// What a chaincode call inside a running transaction shares with it.
+#[derive(Clone)]
+pub(crate) struct NestedCall {
+    pub(crate) channel: Arc<Channel>,
+    pub(crate) state: Arc<StateDb>,
+    pub(crate) simulator: Arc<Mutex<TxSimulator>>,
+    pub(crate) tx_id: String,
+    pub(crate) proposal: SignedProposal,
 }
 
 /// The committed definition of `name` and the package this org approved

@@ -663,6 +663,29 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
         "query Node chaincode",
     );
     assert!(out.contains(r#""Owner":"Ana""#), "{out}");
+
+    // Chaincode to chaincode: the Rust chaincode reads through the Node one.
+    let out = ok(
+        twill(
+            net,
+            1,
+            &args(
+                &[
+                    "chaincode",
+                    "query",
+                    "-C",
+                    "mychannel",
+                    "-n",
+                    "basic",
+                    "-c",
+                    r#"{"Args":["ReadAssetFrom","basicjs","js1"]}"#,
+                ],
+                &peer_flags(net, peers[0]),
+            ),
+        ),
+        "query through a chaincode-to-chaincode call",
+    );
+    assert!(out.contains(r#""Owner":"Ana""#), "{out}");
 }
 
 /// A child process killed when the test ends, passed or failed.
