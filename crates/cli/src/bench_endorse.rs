@@ -43,8 +43,8 @@ use twill_protos::peer::endorser_client::EndorserClient;
 use twill_protos::peer::{ChaincodeInput, ProposalResponse, SignedProposal};
 
 use crate::chaincode::{
-    application_policy, build_package, lifecycle_call, lifecycle_proposal, Failure,
-    OrdererTarget, PeerTarget, Submit,
+    application_policy, build_package, lifecycle_call, lifecycle_proposal, Failure, OrdererTarget,
+    PeerTarget, Submit,
 };
 use crate::netkit::{bin_dir, free_ports, NetOptions, OrdererNet};
 use crate::peer::{build_proposal, load_signer, process_proposal, signed_proposal};
@@ -75,8 +75,10 @@ pub(crate) struct EndorseBench {
     /// gRPC (HTTP/2, TLS) connections to the peer the tasks share.
     #[arg(long, default_value_t = 2)]
     connections: usize,
-    /// Worker threads of the client's async runtime.
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads of the client's async runtime (one leaves the most
+    /// CPU to the peer on a small machine; the client needs a fraction of
+    /// a core).
+    #[arg(long, default_value_t = 1)]
     client_threads: usize,
     /// Sign every proposal before the load starts instead of inline, so the
     /// client's signing does not compete with the peer for the cores. The
@@ -92,7 +94,9 @@ pub(crate) struct EndorseBench {
 /// Runs the benchmark (see `twill bench endorse --help`).
 pub(crate) fn endorse(b: EndorseBench) -> anyhow::Result<()> {
     if b.duration == 0 || b.concurrency == 0 || b.connections == 0 || b.client_threads == 0 {
-        bail!("--duration, --concurrency, --connections and --client-threads must be greater than 0");
+        bail!(
+            "--duration, --concurrency, --connections and --client-threads must be greater than 0"
+        );
     }
     let bins = Binaries::find()?;
     let tmp = tempfile::tempdir().context("creating a temporary folder")?;
@@ -186,24 +190,24 @@ fn run(
     net.start_all(SETUP_TIMEOUT)?;
     net.join_all()?;
     wait_leader(&net)?;
-    let mut peers = PeerGroup::default();
+    // Killed on drop, also when a later step fails.
+    let mut peers = Vec::new();
     for org in [1u8, 2] {
-        peers.0.push(PeerProc::start(&bins.peer, root, org)?);
+        peers.push(PeerProc::start(&bins.peer, root, org)?);
     }
     let orderer = OrdererTarget {
         address: net.orderers[0].client_address(),
         tls: Some(ClientTls::new(vec![net.orderer_tls_ca()?])),
     };
     let targets = peers
-        .0
         .iter()
         .map(|p| p.target(root))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let user = Arc::new(load_signer(&msp_dir(root, 1, "User1"), "Org1MSP")?);
 
     rt.block_on(deploy(&net, root, &targets, &orderer, &bins.chaincode))?;
-    let mut watch = vec![("peer".to_string(), peers.0[0].child.id().to_string())];
-    if let Some(pid) = peers.0[0].chaincode_pid() {
+    let mut watch = vec![("peer".to_string(), peers[0].child.id().to_string())];
+    if let Some(pid) = peers[0].chaincode_pid() {
         watch.push(("chaincode".into(), pid.to_string()));
     }
     watch.push(("client".into(), "self".into()));
@@ -221,7 +225,7 @@ fn run(
     let setup = format!(
         "setup: 1 orderer (Raft), peers of Org1 and Org2 (TLS), chaincode {CHAINCODE} = asset-transfer \
          as a process package ({POLICY}); load: {} tasks over {} connection(s) to Org1's peer for {} s, \
-         {} client threads, CreateAsset as User1, endorsed only (not ordered); proposals {}",
+         client runtime threads: {}, CreateAsset as User1, endorsed only (not ordered); proposals {}",
         b.concurrency,
         b.connections,
         b.duration,
@@ -358,10 +362,8 @@ operations:
     }
 
     fn target(&self, root: &Path) -> anyhow::Result<PeerTarget> {
-        let ca = org_dir(root, self.org).join(format!(
-            "tlsca/tlsca.org{}.example.com-cert.pem",
-            self.org
-        ));
+        let ca = org_dir(root, self.org)
+            .join(format!("tlsca/tlsca.org{}.example.com-cert.pem", self.org));
         Ok(PeerTarget {
             address: self.address.clone(),
             tls: Some(
@@ -376,7 +378,14 @@ operations:
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
             .filter(|l| l.contains("chaincode process started"))
-            .filter_map(|l| l.split("pid=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .filter_map(|l| {
+                l.split("pid=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect()
     }
 
@@ -405,10 +414,6 @@ impl Drop for PeerProc {
         }
     }
 }
-
-/// The peers, killed on drop.
-#[derive(Default)]
-struct PeerGroup(Vec<PeerProc>);
 
 /// `GET path` on a plain HTTP listener; the body.
 fn http_get(addr: &str, path: &str) -> Option<String> {
@@ -881,12 +886,14 @@ async fn measure(
         .first()
         .context("no connection to the peer")?
         .clone();
-    let (read_us, info_us) = round_trip(client, &user).await?;
-    let shim = read_us - info_us;
+    let (read, info) = round_trip(client, &user).await?;
+    let shim = read.mean - info.mean;
     let round_trip = format!(
         "shim round trip (estimate of one chaincode call including the simulation): \
-         ReadAsset mean {read_us:.0} us - qscc GetChainInfo mean {info_us:.0} us = {shim:.0} us \
-         ({ROUND_TRIP_CALLS} sequential calls each, interleaved, on channel {CHANNEL})"
+         ReadAsset mean {:.0} us - qscc GetChainInfo mean {:.0} us = {shim:.0} us \
+         ({ROUND_TRIP_CALLS} sequential calls each, interleaved, on channel {CHANNEL}; \
+         medians {:.0} us and {:.0} us)",
+        read.mean, info.mean, read.median, info.median
     );
     Ok(Measured {
         details,
@@ -898,12 +905,30 @@ async fn measure(
     })
 }
 
-/// Mean latencies in µs of ReadAsset and of qscc GetChainInfo proposals,
-/// sent one at a time, alternating, all signed beforehand.
+/// Mean and median of latencies, in µs.
+struct Stats {
+    mean: f64,
+    median: f64,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Stats {
+        samples.sort_unstable();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let n = samples.len().max(1) as f64;
+        Stats {
+            mean: samples.iter().copied().map(us).sum::<f64>() / n,
+            median: samples.get(samples.len() / 2).copied().map_or(0.0, us),
+        }
+    }
+}
+
+/// Latencies of ReadAsset and of qscc GetChainInfo proposals, sent one at
+/// a time, alternating, all signed beforehand.
 async fn round_trip(
     mut client: EndorserClient<GrpcChannel>,
     user: &SigningIdentity,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(Stats, Stats)> {
     let read = || {
         signed(
             user,
@@ -931,7 +956,8 @@ async fn round_trip(
     for _ in 0..ROUND_TRIP_CALLS + warm {
         pairs.push((read()?, info()?));
     }
-    let (mut read_total, mut info_total) = (Duration::ZERO, Duration::ZERO);
+    let mut reads = Vec::with_capacity(ROUND_TRIP_CALLS);
+    let mut infos = Vec::with_capacity(ROUND_TRIP_CALLS);
     for (i, (r, q)) in pairs.into_iter().enumerate() {
         let t0 = Instant::now();
         let reply = endorse_once(&mut client, r)
@@ -947,15 +973,11 @@ async fn round_trip(
             bail!("ReadAsset {READ_KEY} answered without the asset");
         }
         if i >= warm {
-            read_total += t1 - t0;
-            info_total += t2 - t1;
+            reads.push(t1 - t0);
+            infos.push(t2 - t1);
         }
     }
-    let n = ROUND_TRIP_CALLS as f64;
-    Ok((
-        read_total.as_secs_f64() * 1e6 / n,
-        info_total.as_secs_f64() * 1e6 / n,
-    ))
+    Ok((Stats::of(reads), Stats::of(infos)))
 }
 
 // ---------------------------------------------------------------------------

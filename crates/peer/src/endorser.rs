@@ -37,7 +37,6 @@ use twill_protos::peer::{
 };
 
 use twill_ledger::state::StateDb;
-use twill_policy::SignedData;
 
 use crate::chaincode::{ChaincodeRuntime, RunRequest, Simulated};
 use crate::channel::Channel;
@@ -244,6 +243,14 @@ impl<S: EndorserSupport> EndorserService<S> {
         Ok(id)
     }
 
+    /// True if `creator` (whose signature was checked) is a valid admin of
+    /// the peer's local MSP.
+    fn local_admin(&self, creator: &[u8]) -> bool {
+        self.local_msp
+            .deserialize_identity(creator)
+            .is_ok_and(|id| self.local_msp.validate(&id).is_ok() && self.local_msp.is_admin(&id))
+    }
+
     /// Runs a system chaincode: `cscc` and `qscc` answer directly.
     async fn invoke_system(&self, signed: &SignedProposal, up: &UnpackedProposal) -> Response {
         let creator = SignedProposalData {
@@ -288,11 +295,15 @@ impl<S: EndorserSupport> EndorserService<S> {
 
     /// Runs the proposal's chaincode: system chaincodes answer directly,
     /// `_lifecycle` and user chaincodes go through the runtime.
+    ///
+    /// `creator` is the proposal's creator, already deserialized, validated
+    /// and checked to have signed the proposal.
     async fn invoke(
         &self,
         signed: &SignedProposal,
         up: &UnpackedProposal,
         channel: Option<&Arc<Channel>>,
+        creator: &Identity,
     ) -> Result<Simulated, Response> {
         let runtime = match up.chaincode_name.as_str() {
             scc::CSCC | scc::QSCC => None,
@@ -315,11 +326,11 @@ impl<S: EndorserSupport> EndorserService<S> {
         };
         let tx_id = &up.channel_header.tx_id;
         if let Some(ch) = channel {
-            let store = ch.store().clone();
-            let id = tx_id.clone();
-            let seen = tokio::task::spawn_blocking(move || store.tx_location(&id))
-                .await
-                .map_err(|e| scc::error(format!("duplicate check failed: {e}")))?
+            // A point read of the tx-id index: cheap enough for the async
+            // worker (no thread hop per proposal).
+            let seen = ch
+                .store()
+                .tx_location(tx_id)
                 .map_err(|e| scc::error(format!("duplicate check failed: {e}")))?;
             if seen.is_some() {
                 return Err(scc::error(format!("duplicate transaction found [{tx_id}]")));
@@ -331,24 +342,18 @@ impl<S: EndorserSupport> EndorserService<S> {
                     ch.id()
                 ))
             })?;
-            let data = SignedData::new(
-                signed.proposal_bytes.clone(),
-                up.signature_header.creator.clone(),
-                signed.signature.clone(),
-            );
-            if let Err(e) = policy.evaluate(&[data]) {
+            // The creator's signature was verified already: evaluate the
+            // policy over the identity rather than verifying it again.
+            if let Err(e) = policy.evaluate_identities(std::slice::from_ref(creator)) {
                 return Err(scc::error(format!(
                     "access denied for [propose]: the creator does not satisfy {PROPOSE_POLICY} of channel '{}': {e}",
                     ch.id()
                 )));
             }
         }
-        let creator = SignedProposalData {
-            proposal_bytes: signed.proposal_bytes.clone(),
-            signature: signed.signature.clone(),
-            creator: up.signature_header.creator.clone(),
-        };
-        let local_admin = scc::check_local(&self.local_msp, &creator, true).is_ok();
+        // Only `_lifecycle` asks whether the creator administers this org.
+        let local_admin = up.chaincode_name == crate::lifecycle::LIFECYCLE_NAMESPACE
+            && self.local_admin(&up.signature_header.creator);
         runtime
             .run(RunRequest {
                 channel: channel.cloned(),
@@ -455,7 +460,7 @@ impl<S: EndorserSupport> Endorser for EndorserService<S> {
             creator = %format!("{} '{}'", identity.mspid(), identity.common_name()),
             "processing proposal"
         );
-        match self.invoke(&signed, &up, channel.as_ref()).await {
+        match self.invoke(&signed, &up, channel.as_ref(), &identity).await {
             Ok(simulated) => self.respond(&up, simulated).map(TonicResponse::new),
             Err(response) => {
                 tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, status = response.status, message = %response.message, "proposal failed");

@@ -149,15 +149,8 @@ impl ChaincodeRuntime {
             )));
         };
         let name = request.chaincode.to_owned();
-        let (definition, package_id) = {
-            let state = state.clone();
-            let mspid = self.local_mspid.clone();
-            let name = name.clone();
-            let channel_id = channel.id().to_owned();
-            tokio::task::spawn_blocking(move || lookup(&state, &mspid, &name, &channel_id))
-                .await
-                .map_err(|e| scc::error(format!("chaincode lookup failed: {e}")))??
-        };
+        // A few point reads of `_lifecycle`: done on the async worker.
+        let (definition, package_id) = lookup(&state, &self.local_mspid, &name, channel.id())?;
         let simulator = Arc::new(Mutex::new(TxSimulator::new(
             state.clone(),
             channel.id(),
@@ -249,15 +242,8 @@ impl ChaincodeRuntime {
         callee: &str,
         input: ChaincodeInput,
     ) -> Result<Response, String> {
-        let state = call.state.clone();
-        let mspid = self.local_mspid.clone();
-        let name = callee.to_owned();
-        let channel_id = call.channel.id().to_owned();
-        let (_, package_id) =
-            tokio::task::spawn_blocking(move || lookup(&state, &mspid, &name, &channel_id))
-                .await
-                .map_err(|e| format!("chaincode lookup failed: {e}"))?
-                .map_err(|r| r.message)?;
+        let (_, package_id) = lookup(&call.state, &self.local_mspid, callee, call.channel.id())
+            .map_err(|r| r.message)?;
         let done = self.execute_in(&package_id, callee, input, call).await?;
         Ok(done.response)
     }
