@@ -156,6 +156,14 @@ impl ChaincodeRuntime {
             channel.id(),
             request.tx_id,
         )));
+        if definition.endorsement.init_required {
+            check_init(
+                &mut simulator.lock(),
+                &name,
+                &definition.endorsement.version,
+                request.input.is_init,
+            )?;
+        }
         let call = NestedCall {
             channel: channel.clone(),
             state,
@@ -446,6 +454,37 @@ impl ChaincodeRuntime {
         tracing::info!(target: LOG, chaincode = %package_id, program = %program.display(), pid = child.id().unwrap_or_default(), "chaincode process started");
         self.processes.lock().insert(package_id.to_owned(), child);
         Ok(())
+    }
+}
+
+/// Key in a chaincode's namespace recording the version it was initialized
+/// for (Fabric's layout: U+0000, U+10FFFF, "initialized").
+pub const INITIALIZED_KEY: &str = "\u{0}\u{10FFFF}initialized";
+
+/// For a definition with `init_required`: the first transaction of a
+/// version must be an init (which records the version), later ones must
+/// not be.
+fn check_init(
+    simulator: &mut TxSimulator,
+    name: &str,
+    version: &str,
+    is_init: bool,
+) -> Result<(), Response> {
+    let recorded = simulator
+        .get_state(name, INITIALIZED_KEY)
+        .map_err(|e| scc::error(format!("error in simulation: {e}")))?;
+    let initialized = recorded.as_deref() == Some(version.as_bytes());
+    match (initialized, is_init) {
+        (true, true) => Err(scc::error(format!(
+            "chaincode '{name}' is already initialized but called as init"
+        ))),
+        (false, false) => Err(scc::error(format!(
+            "chaincode '{name}' has not been initialized for this version, must call as init first"
+        ))),
+        (false, true) => simulator
+            .put_state(name, INITIALIZED_KEY, version.as_bytes().to_vec())
+            .map_err(|e| scc::error(format!("error in simulation: {e}"))),
+        (true, false) => Ok(()),
     }
 }
 

@@ -614,6 +614,7 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
         "1.0",
         "--sequence",
         "1",
+        "--init-required",
     ];
     for p in peers {
         approve(net, p, &definition, &package_id, orderer);
@@ -621,26 +622,36 @@ fn node_chaincode_as_a_service(net: &OrdererNet, peers: &[&OrgPeer], orderer: &[
     ok(commit(net, peers, &definition, orderer), "commit ccaas");
     let mut flags = peers_flags(net, peers);
     flags.extend(orderer.iter().cloned());
-    let out = ok(
-        twill(
-            net,
-            1,
-            &args(
-                &[
-                    "chaincode",
-                    "invoke",
-                    "-C",
-                    "mychannel",
-                    "-n",
-                    "basicjs",
-                    "-c",
-                    r#"{"Args":["CreateAsset","js1","green","7","Ana","70"]}"#,
-                ],
-                &flags,
-            ),
-        ),
-        "invoke Node chaincode",
+    let invoke = |ctor: &str, init: bool| {
+        let mut fixed = vec![
+            "chaincode",
+            "invoke",
+            "-C",
+            "mychannel",
+            "-n",
+            "basicjs",
+            "-c",
+            ctor,
+        ];
+        if init {
+            fixed.push("--isInit");
+        }
+        twill(net, 1, &args(&fixed, &flags))
+    };
+    // The definition requires init: a plain invoke first is refused, the
+    // init goes through once, a second init is refused.
+    let create = r#"{"Args":["CreateAsset","js1","green","7","Ana","70"]}"#;
+    let (early, _, err) = invoke(create, false);
+    assert!(!early);
+    assert!(err.contains("must call as init first"), "{err}");
+    ok(
+        invoke(r#"{"Args":["InitLedger"]}"#, true),
+        "init Node chaincode",
     );
+    let (again, _, err) = invoke(r#"{"Args":["InitLedger"]}"#, true);
+    assert!(!again);
+    assert!(err.contains("already initialized"), "{err}");
+    let out = ok(invoke(create, false), "invoke Node chaincode");
     assert!(out.contains("Chaincode invoke successful"), "{out}");
     let out = ok(
         twill(
