@@ -805,7 +805,8 @@ fn bad_input_is_refused_and_the_peer_keeps_serving() {
             "{}",
             r.message
         );
-        // A user chaincode: not served yet, a clear 500.
+        // A user chaincode without a channel, and one never defined on
+        // the channel: clear 500s, unendorsed.
         let p = twill_cli::peer::signed_proposal(
             &user,
             HeaderType::EndorserTransaction,
@@ -814,9 +815,30 @@ fn bad_input_is_refused_and_the_peer_keeps_serving() {
             vec![b"Get".to_vec()],
         )
         .unwrap();
+        let answer = propose(&peer, &tls, p).await.unwrap();
+        assert!(answer.endorsement.is_none());
+        let r = answer.response.unwrap();
+        assert_eq!(r.status, 500);
+        assert!(
+            r.message.contains("can only be called on a channel"),
+            "{}",
+            r.message
+        );
+        let p = twill_cli::peer::signed_proposal(
+            &user,
+            HeaderType::EndorserTransaction,
+            CHANNEL,
+            "basic",
+            vec![b"Get".to_vec()],
+        )
+        .unwrap();
         let r = propose(&peer, &tls, p).await.unwrap().response.unwrap();
         assert_eq!(r.status, 500);
-        assert!(r.message.contains("not available"), "{}", r.message);
+        assert!(
+            r.message.contains("chaincode basic not found"),
+            "{}",
+            r.message
+        );
         // A proposal on a channel the peer has not joined.
         let p = twill_cli::peer::signed_proposal(
             &user,
