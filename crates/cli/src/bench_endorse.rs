@@ -20,37 +20,29 @@
 //! call), both sent one at a time.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use prost::Message;
 use tonic::transport::Channel as GrpcChannel;
 use twill_comm::ClientTls;
 use twill_msp::SigningIdentity;
-use twill_protos::common::{Block, HeaderType};
-use twill_protos::lifecycle::{
-    chaincode_source, ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource,
-    CommitChaincodeDefinitionArgs, InstallChaincodeArgs, InstallChaincodeResult,
-};
+use twill_protos::common::HeaderType;
 use twill_protos::peer::endorser_client::EndorserClient;
 use twill_protos::peer::{ChaincodeInput, ProposalResponse, SignedProposal};
 
-use crate::chaincode::{
-    application_policy, build_package, lifecycle_call, lifecycle_proposal, Failure, OrdererTarget,
-    PeerTarget, Submit,
+use crate::chaincode::{OrdererTarget, PeerTarget};
+use crate::netkit::{bin_dir, NetOptions, OrdererNet};
+use crate::netstart::{
+    create_asset, create_asset_input, deploy_chaincode, join_peers, msp_dir, wait_leader,
+    PeerFiles, PeerProc, CHAINCODE, CHANNEL,
 };
-use crate::netkit::{bin_dir, free_ports, NetOptions, OrdererNet};
-use crate::peer::{build_proposal, load_signer, process_proposal, signed_proposal};
+use crate::peer::{build_proposal, load_signer};
 
-const CHANNEL: &str = "mychannel";
-const CHAINCODE: &str = "basic";
 const POLICY: &str = "AND('Org1MSP.peer','Org2MSP.peer')";
 /// Key of the asset committed before the load, read by ReadAsset.
 const READ_KEY: &str = "bench-read";
@@ -189,11 +181,29 @@ fn run(
     )?;
     net.start_all(SETUP_TIMEOUT)?;
     net.join_all()?;
-    wait_leader(&net)?;
+    wait_leader(
+        &[net.orderers[0].operations_address()],
+        &net.orderers[0].log,
+        SETUP_TIMEOUT,
+    )?;
     // Killed on drop, also when a later step fails.
     let mut peers = Vec::new();
     for org in [1u8, 2] {
-        peers.push(PeerProc::start(&bins.peer, root, org)?);
+        let name = format!("peer0.org{org}");
+        let files = PeerFiles {
+            config: root.join(format!("{name}.yaml")),
+            data: root.join("data").join(&name),
+            log: root.join("logs").join(format!("{name}.log")),
+        };
+        peers.push(PeerProc::start(
+            &bins.peer,
+            root,
+            org,
+            0,
+            &files,
+            false,
+            SETUP_TIMEOUT,
+        )?);
     }
     let orderer = OrdererTarget {
         address: net.orderers[0].client_address(),
@@ -249,213 +259,6 @@ fn run(
     })
 }
 
-// ---------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------
-
-fn org_dir(root: &Path, org: u8) -> PathBuf {
-    root.join(format!(
-        "organizations/peerOrganizations/org{org}.example.com"
-    ))
-}
-
-fn msp_dir(root: &Path, org: u8, user: &str) -> PathBuf {
-    org_dir(root, org).join(format!("users/{user}@org{org}.example.com/msp"))
-}
-
-/// A `twill-peer` process, killed on drop together with the chaincode
-/// processes it started.
-struct PeerProc {
-    org: u8,
-    child: Child,
-    address: String,
-    log: PathBuf,
-}
-
-impl PeerProc {
-    /// Starts peer0 of org `org` with a config in `root`, and waits until it
-    /// listens.
-    fn start(program: &Path, root: &Path, org: u8) -> anyhow::Result<PeerProc> {
-        let ports = free_ports(2)?;
-        let name = format!("peer0.org{org}");
-        let node = format!(
-            "organizations/peerOrganizations/org{org}.example.com/peers/peer0.org{org}.example.com"
-        );
-        let yaml = format!(
-            "peer:
-  id: peer0.org{org}.example.com
-  listenAddress: 127.0.0.1:{p}
-  address: 127.0.0.1:{p}
-  mspConfigPath: {node}/msp
-  localMspId: Org{org}MSP
-  fileSystemPath: data/{name}
-  tls:
-    enabled: true
-    cert:
-      file: {node}/tls/server.crt
-    key:
-      file: {node}/tls/server.key
-    rootcert:
-      file: {node}/tls/ca.crt
-operations:
-  listenAddress: 127.0.0.1:{o}
-",
-            p = ports[0],
-            o = ports[1]
-        );
-        let config = root.join(format!("{name}.yaml"));
-        std::fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
-        let log = root.join("logs").join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut command = Command::new(program);
-        command
-            .arg("--config")
-            .arg(&config)
-            .env(
-                "RUST_LOG",
-                std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
-        // The peer reads CORE_* settings from its environment: only its
-        // config file counts here.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CORE_") {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {}", program.display()))?;
-        let mut peer = PeerProc {
-            org,
-            child,
-            address: format!("127.0.0.1:{}", ports[0]),
-            log,
-        };
-        peer.wait_listening()?;
-        Ok(peer)
-    }
-
-    fn wait_listening(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + SETUP_TIMEOUT;
-        let addr: SocketAddr = self.address.parse()?;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                bail!(
-                    "twill-peer of Org{} exited with {status}; see {}",
-                    self.org,
-                    self.log.display()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!("twill-peer of Org{} did not listen on {addr}", self.org);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
-    fn target(&self, root: &Path) -> anyhow::Result<PeerTarget> {
-        let ca = org_dir(root, self.org)
-            .join(format!("tlsca/tlsca.org{}.example.com-cert.pem", self.org));
-        Ok(PeerTarget {
-            address: self.address.clone(),
-            tls: Some(
-                ClientTls::from_root_files(std::slice::from_ref(&ca))
-                    .with_context(|| format!("reading {}", ca.display()))?,
-            ),
-        })
-    }
-
-    /// Pids of the chaincode processes this peer started, from its log.
-    fn chaincode_pids(&self) -> Vec<u32> {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("chaincode process started"))
-            .filter_map(|l| {
-                l.split("pid=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    }
-
-    /// The latest chaincode process this peer started.
-    fn chaincode_pid(&self) -> Option<u32> {
-        self.chaincode_pids().last().copied()
-    }
-}
-
-impl Drop for PeerProc {
-    fn drop(&mut self) {
-        let chaincodes = self.chaincode_pids();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // The chaincode exits when its stream to the peer ends; make sure,
-        // checking the pid still runs asset-transfer.
-        for pid in chaincodes {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains("asset-transfer") {
-                let _ = Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
-}
-
-/// `GET path` on a plain HTTP listener; the body.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-/// Waits until the orderer leads the channel's Raft group (its `/metrics`).
-fn wait_leader(net: &OrdererNet) -> anyhow::Result<()> {
-    let deadline = Instant::now() + SETUP_TIMEOUT;
-    let ops = net.orderers[0].operations_address();
-    loop {
-        let leading = http_get(&ops, "/metrics").is_some_and(|body| {
-            body.lines().any(|l| {
-                l.starts_with("raft_is_leader{") && l.contains(CHANNEL) && l.ends_with(" 1")
-            })
-        });
-        if leading {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the orderer did not become Raft leader of {CHANNEL}; see {}",
-                net.orderers[0].log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Deployment
-// ---------------------------------------------------------------------------
-
 /// Joins both peers, deploys `basic` and commits the asset [`READ_KEY`].
 async fn deploy(
     net: &OrdererNet,
@@ -464,159 +267,27 @@ async fn deploy(
     orderer: &OrdererTarget,
     chaincode: &Path,
 ) -> anyhow::Result<()> {
-    let admins = [
-        load_signer(&msp_dir(root, 1, "Admin"), "Org1MSP")?,
-        load_signer(&msp_dir(root, 2, "Admin"), "Org2MSP")?,
-    ];
-    let block = std::fs::read(&net.genesis_block)
-        .with_context(|| format!("reading {}", net.genesis_block.display()))?;
-    Block::decode(block.as_slice()).context("the genesis block does not decode")?;
     eprintln!("joining the peers to {CHANNEL}");
-    for (peer, admin) in peers.iter().zip(&admins) {
-        let proposal = signed_proposal(
-            admin,
-            HeaderType::Config,
-            "",
-            "cscc",
-            vec![b"JoinChain".to_vec(), block.clone()],
-        )?;
-        let reply = process_proposal(&peer.address, peer.tls.as_ref(), proposal).await?;
-        let r = reply.response.unwrap_or_default();
-        if r.status != 200 {
-            bail!(
-                "joining the peer at {} to {CHANNEL}: status {} - {}",
-                peer.address,
-                r.status,
-                r.message
-            );
-        }
-    }
-
-    eprintln!("packaging and installing {}", chaincode.display());
-    let code = root.join("cc-code");
-    std::fs::create_dir_all(&code).with_context(|| format!("creating {}", code.display()))?;
-    let run_json = serde_json::json!({
-        "command": chaincode.to_string_lossy(),
-        "args": [],
-        "env": {"RUST_LOG": "warn"},
-    });
-    std::fs::write(code.join("run.json"), run_json.to_string())
-        .with_context(|| format!("writing {}", code.join("run.json").display()))?;
-    let package = build_package("basic_1.0", "process", &code)?;
-    let mut package_id = String::new();
-    for (peer, admin) in peers.iter().zip(&admins) {
-        let payload = lifecycle_call(
-            peer,
-            admin,
-            "",
-            "InstallChaincode",
-            &InstallChaincodeArgs {
-                chaincode_install_package: package.clone(),
-            },
-            "chaincode install",
-        )
-        .await?;
-        package_id = InstallChaincodeResult::decode(payload.as_slice())
-            .context("the peer's answer is not an InstallChaincodeResult")?
-            .package_id;
-    }
-
-    eprintln!("approving and committing {CHAINCODE} ({package_id})");
-    let validation_parameter = application_policy(Some(POLICY), None)?.encode_to_vec();
-    let wait = Some(SETUP_TIMEOUT);
-    for (peer, admin) in peers.iter().zip(&admins) {
-        let approve = ApproveChaincodeDefinitionForMyOrgArgs {
-            sequence: 1,
-            name: CHAINCODE.into(),
-            version: "1.0".into(),
-            endorsement_plugin: "escc".into(),
-            validation_plugin: "vscc".into(),
-            validation_parameter: validation_parameter.clone(),
-            collections: None,
-            init_required: false,
-            source: Some(ChaincodeSource {
-                r#type: Some(chaincode_source::Type::LocalPackage(
-                    chaincode_source::Local {
-                        package_id: package_id.clone(),
-                    },
-                )),
-            }),
-        };
-        let built = lifecycle_proposal(
-            admin,
-            CHANNEL,
-            "ApproveChaincodeDefinitionForMyOrg",
-            &approve,
-        )?;
-        Submit {
-            signer: admin,
-            channel: CHANNEL,
-            peers: std::slice::from_ref(peer),
-            orderer,
-            wait,
-            failure: Failure::Lifecycle,
-        }
-        .run(&built)
-        .await
-        .with_context(|| format!("approving {CHAINCODE} on the peer at {}", peer.address))?;
-    }
-    let commit = CommitChaincodeDefinitionArgs {
-        sequence: 1,
-        name: CHAINCODE.into(),
-        version: "1.0".into(),
-        endorsement_plugin: "escc".into(),
-        validation_plugin: "vscc".into(),
-        validation_parameter,
-        collections: None,
-        init_required: false,
-    };
-    let built = lifecycle_proposal(&admins[0], CHANNEL, "CommitChaincodeDefinition", &commit)?;
-    Submit {
-        signer: &admins[0],
-        channel: CHANNEL,
+    join_peers(root, &net.genesis_block, peers, &[1, 2]).await?;
+    eprintln!(
+        "packaging, installing, approving and committing {}",
+        chaincode.display()
+    );
+    deploy_chaincode(
+        root,
+        peers,
+        &[1, 2],
         peers,
         orderer,
-        wait,
-        failure: Failure::Lifecycle,
-    }
-    .run(&built)
-    .await
-    .with_context(|| format!("committing {CHAINCODE}"))?;
-
+        chaincode,
+        Some(POLICY),
+        SETUP_TIMEOUT,
+    )
+    .await?;
     // One committed asset for ReadAsset; this starts the chaincode on both
     // peers.
     eprintln!("committing the asset {READ_KEY}");
-    let user = load_signer(&msp_dir(root, 1, "User1"), "Org1MSP")?;
-    let built = build_proposal(
-        &user,
-        HeaderType::EndorserTransaction,
-        CHANNEL,
-        CHAINCODE,
-        create_asset_input(READ_KEY),
-        BTreeMap::new(),
-    )?;
-    Submit {
-        signer: &user,
-        channel: CHANNEL,
-        peers,
-        orderer,
-        wait,
-        failure: Failure::Invoke,
-    }
-    .run(&built)
-    .await
-    .with_context(|| format!("invoking CreateAsset {READ_KEY}"))?;
-    Ok(())
-}
-
-fn create_asset_input(id: &str) -> ChaincodeInput {
-    ChaincodeInput {
-        args: ["CreateAsset", id, "blue", "5", "Tomoko", "300"]
-            .iter()
-            .map(|a| a.as_bytes().to_vec())
-            .collect(),
-        ..Default::default()
-    }
+    create_asset(root, peers, orderer, READ_KEY, SETUP_TIMEOUT).await
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,8 @@ pub mod chaincode;
 mod configtxgen;
 mod cryptogen;
 pub mod netkit;
+mod netstart;
+mod network;
 mod osnadmin;
 pub mod peer;
 mod policy;
@@ -93,6 +95,15 @@ enum Command {
     ///   twill bench orderer --duration 10 --size 1024
     #[command(verbatim_doc_comment)]
     Bench(bench::BenchArgs),
+    /// Start, inspect and stop a local test network (3 Raft orderers, Org1 and Org2 peers,
+    /// channel mychannel, chaincode basic), like Fabric's test-network/network.sh.
+    ///
+    /// Example:
+    ///   twill network up --state-dir ./.twill-network
+    ///   twill network status
+    ///   twill network down --clean
+    #[command(verbatim_doc_comment)]
+    Network(network::NetworkArgs),
 }
 
 /// Runs the CLI with the given arguments; returns the process exit code.
@@ -117,6 +128,7 @@ where
         Command::Peer(args) => peer::run(args),
         Command::Chaincode(args) => chaincode::run(*args),
         Command::Bench(args) => bench::run(args),
+        Command::Network(args) => network::run(args),
     };
     match result {
         Ok(()) => 0,

@@ -20,7 +20,7 @@ use twill_protos::common::{Block, ChannelHeader, Envelope, Payload, Status};
 use twill_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use twill_protos::orderer::deliver_response;
 
-static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub(crate) static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -1,0 +1,898 @@
+//! `twill network up|down|status`: a local test network, like Fabric's
+//! `test-network/network.sh`, made of detached processes that outlive the
+//! command.
+//!
+//! `up` lays out the crypto material, the genesis block of `mychannel` and
+//! the node configs in a state folder (see [`OrdererNet`] for the orderers'
+//! part), starts 3 Raft orderers and 2 orgs × N peers in their own process
+//! groups, records them in `<state-dir>/network.json`, joins everything to
+//! the channel, deploys the Rust asset-transfer chaincode as `basic` and
+//! runs one CreateAsset and one ReadAsset. `down` stops what network.json
+//! names (with the chaincode processes, which live in their peer's process
+//! group); `status` shows each node's process, channel height and health.
+//!
+//! ```text
+//! <state-dir>/
+//!   network.json                 the nodes: name, kind, pid, address, operations
+//!   organizations/...            crypto material and connection profiles
+//!   mychannel.block              genesis block of mychannel
+//!   configtx.yaml, crypto-config.yaml
+//!   orderer0.yaml ... data/orderer0/ ...   orderer configs and ledgers
+//!   peers/<peer>/core.yaml, peers/<peer>/data/   peer configs and ledgers
+//!   logs/<node>.log              process output
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use twill_comm::ClientTls;
+use twill_protos::common::HeaderType;
+use twill_protos::peer::ChaincodeInput;
+
+use crate::chaincode::{OrdererTarget, PeerTarget};
+use crate::netkit::{bin_dir, NetOptions, OrdererNet};
+use crate::netstart::{
+    create_asset, deploy_chaincode, http_get, http_get_status, join_peers, msp_dir, org_dir,
+    tls_ca, wait_leader, PeerFiles, PeerProc, CHAINCODE, CHANNEL,
+};
+use crate::peer::{build_proposal, load_signer, process_proposal};
+
+/// Time allowed for starting processes, Raft elections and commits (a
+/// small machine building and running everything at once is slow).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
+/// Time between SIGTERM and SIGKILL in `down`.
+const TERM_GRACE: Duration = Duration::from_secs(5);
+const STATE_FILE: &str = "network.json";
+const DEFAULT_STATE_DIR: &str = "./.twill-network";
+
+/// Arguments of `twill network`.
+#[derive(Debug, Args)]
+pub(crate) struct NetworkArgs {
+    #[command(subcommand)]
+    command: NetworkCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Create and start the network, deploy chaincode `basic` and run a demo transaction.
+    Up(UpArgs),
+    /// Stop every process of the network (and optionally remove its folder).
+    Down(DownArgs),
+    /// Show each node's process, height on mychannel and health.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Folder holding the network's files, logs and network.json.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Peers of each of the two orgs (only 1 is supported for now).
+    #[arg(long, default_value_t = 1)]
+    peers_per_org: usize,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    /// Folder holding the network's files, logs and network.json.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Also remove the state folder.
+    #[arg(long)]
+    clean: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Folder holding the network's files, logs and network.json.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+/// Runs `twill network ...`.
+pub(crate) fn run(args: NetworkArgs) -> anyhow::Result<()> {
+    match args.command {
+        NetworkCommand::Up(a) => up(a),
+        NetworkCommand::Down(a) => down(a),
+        NetworkCommand::Status(a) => status(a),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// network.json
+// ---------------------------------------------------------------------------
+
+/// One process of the network.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NodeRecord {
+    name: String,
+    /// `orderer` or `peer`.
+    kind: String,
+    pid: u32,
+    /// gRPC endpoint, `127.0.0.1:<port>`.
+    address: String,
+    /// Operations endpoint (`/healthz`, `/metrics`).
+    operations: String,
+    /// Its log file.
+    log: PathBuf,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct NetworkFile {
+    channel: String,
+    nodes: Vec<NodeRecord>,
+}
+
+impl NetworkFile {
+    fn read(dir: &Path) -> anyhow::Result<Option<NetworkFile>> {
+        let path = dir.join(STATE_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let file = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a network description", path.display()))?;
+        Ok(Some(file))
+    }
+
+    fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(STATE_FILE);
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes (Linux /proc)
+// ---------------------------------------------------------------------------
+
+/// The state letter and process group of `pid`, from /proc/<pid>/stat.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// Whether `pid` runs (a zombie does not).
+fn alive(pid: u32) -> bool {
+    matches!(proc_stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
+}
+
+/// Whether `pid` runs a Twill node (not a process that reused the pid of
+/// a node that is gone, e.g. after a reboot).
+fn node_alive(pid: u32) -> bool {
+    alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end().starts_with("twill-"))
+}
+
+/// Live processes whose process group is one of `groups` (the nodes, which
+/// lead their own group, and the chaincode processes their peers started).
+fn group_members(groups: &BTreeSet<u32>) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            matches!(proc_stat(*pid), Some((state, pgrp))
+                if state != 'Z' && state != 'X' && groups.contains(&pgrp))
+        })
+        .collect()
+}
+
+fn signal(sig: &str, pids: &[u32]) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .args(pids.iter().map(u32::to_string))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the nodes' process groups: SIGTERM, then SIGKILL after
+/// [`TERM_GRACE`]. Returns the number of processes signalled.
+fn stop_groups(pids: &[u32]) -> usize {
+    // A live pid that is no Twill node was reused: leave its group alone.
+    let groups: BTreeSet<u32> = pids
+        .iter()
+        .copied()
+        .filter(|p| node_alive(*p) || !alive(*p))
+        .collect();
+    let mut members = group_members(&groups);
+    // A node that is not (yet) a group leader: signal it directly.
+    for pid in pids {
+        if node_alive(*pid) && !members.contains(pid) {
+            members.push(*pid);
+        }
+    }
+    let count = members.len();
+    signal("TERM", &members);
+    let deadline = Instant::now() + TERM_GRACE;
+    loop {
+        let left: Vec<u32> = members.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            signal("KILL", &left);
+            // Chaincode processes started meanwhile.
+            signal("KILL", &group_members(&groups));
+            std::thread::sleep(Duration::from_millis(200));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    count
+}
+
+// ---------------------------------------------------------------------------
+// up
+// ---------------------------------------------------------------------------
+
+/// The step `up` is at, for the progress display and the error message.
+struct Progress {
+    bar: ProgressBar,
+    step: String,
+    log: Option<PathBuf>,
+}
+
+impl Progress {
+    fn new(steps: u64) -> Progress {
+        let bar = ProgressBar::new(steps).with_style(
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Progress {
+            bar,
+            step: String::new(),
+            log: None,
+        }
+    }
+
+    fn step(&mut self, name: &str, log: Option<&Path>) {
+        if !self.step.is_empty() {
+            self.bar.inc(1);
+        }
+        self.step = name.to_string();
+        self.log = log.map(Path::to_path_buf);
+        self.bar.set_message(name.to_string());
+    }
+}
+
+/// The processes `up` started, stopped on drop unless `up` succeeded.
+struct Started {
+    nodes: Vec<NodeRecord>,
+    orderers: Vec<Child>,
+    peers: Vec<PeerProc>,
+    keep: bool,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.keep {
+            for p in &mut self.peers {
+                p.detach();
+            }
+            return;
+        }
+        let pids: Vec<u32> = self.nodes.iter().map(|n| n.pid).collect();
+        stop_groups(&pids);
+        for c in &mut self.orderers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The peers' Drop kills and reaps them.
+    }
+}
+
+fn up(args: UpArgs) -> anyhow::Result<()> {
+    if args.peers_per_org != 1 {
+        bail!(
+            "--peers-per-org {} is not supported yet: the network has one peer per org",
+            args.peers_per_org
+        );
+    }
+    let dir = &args.state_dir;
+    if let Some(file) = NetworkFile::read(dir)? {
+        let running: Vec<&str> = file
+            .nodes
+            .iter()
+            .filter(|n| node_alive(n.pid))
+            .map(|n| n.name.as_str())
+            .collect();
+        if !running.is_empty() {
+            bail!(
+                "a network is already running in {} ({}): run `twill network down --state-dir {}` first",
+                dir.display(),
+                running.join(", "),
+                dir.display()
+            );
+        }
+        // Leftovers of a stopped network: start afresh.
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the old network in {}", dir.display()))?;
+    } else if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} is not empty and holds no {STATE_FILE}: choose another --state-dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let bins = bin_dir()?;
+    for name in ["twill-peer", "twill-orderer", "asset-transfer"] {
+        if !bins.join(name).is_file() {
+            bail!(
+                "{name} not found in {}: build it with \
+                 `cargo build -p twill-cli -p twill-peer -p twill-orderer -p asset-transfer`",
+                bins.display()
+            );
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let mut progress = Progress::new(11);
+    let mut started = Started {
+        nodes: Vec::new(),
+        orderers: Vec::new(),
+        peers: Vec::new(),
+        keep: false,
+    };
+    let result = up_steps(&rt, &root, &bins, &mut progress, &mut started);
+    progress.bar.finish_and_clear();
+    match result {
+        Ok(summary) => {
+            started.keep = true;
+            print!("{summary}");
+            Ok(())
+        }
+        Err(e) => {
+            let log = progress
+                .log
+                .as_ref()
+                .map(|l| format!("; see {}", l.display()))
+                .unwrap_or_default();
+            let count = started.nodes.len();
+            drop(started);
+            if let Ok(Some(mut file)) = NetworkFile::read(&root) {
+                file.nodes.clear();
+                let _ = file.write(&root);
+            }
+            Err(e.context(format!(
+                "`twill network up` failed while {}{log} (the {count} node(s) it started were stopped)",
+                progress.step
+            )))
+        }
+    }
+}
+
+/// Starts orderer `node` detached, in its own process group.
+fn start_orderer(bins: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let bin = bins.join("twill-orderer");
+    Command::new(&bin)
+        .arg("--config")
+        .arg(config)
+        .env(
+            "RUST_LOG",
+            std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+fn wait_port(child: &mut Child, name: &str, port: u16, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("{name} exited with {status}; see {}", log.display());
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not listen on {addr}; see {}", log.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The orderer leading mychannel, from the operations endpoints.
+fn leader(ops: &[String]) -> Option<usize> {
+    ops.iter().position(|o| {
+        http_get(o, "/metrics").is_some_and(|body| {
+            body.lines().any(|l| {
+                l.starts_with("raft_is_leader{") && l.contains(CHANNEL) && l.ends_with(" 1")
+            })
+        })
+    })
+}
+
+fn up_steps(
+    rt: &tokio::runtime::Runtime,
+    root: &Path,
+    bins: &Path,
+    progress: &mut Progress,
+    started: &mut Started,
+) -> anyhow::Result<String> {
+    progress.step("creating crypto material and the genesis block", None);
+    let net = OrdererNet::create(
+        root,
+        NetOptions {
+            orderers: 3,
+            channel: CHANNEL.into(),
+            batch_timeout: "250ms".into(),
+            max_message_count: 500,
+            tick_interval: "100ms".into(),
+        },
+    )?;
+    let mut file = NetworkFile {
+        channel: CHANNEL.into(),
+        nodes: Vec::new(),
+    };
+
+    progress.step("starting the orderers", None);
+    for node in &net.orderers {
+        progress.log = Some(node.log.clone());
+        let child = start_orderer(bins, &node.config, &node.log)?;
+        let record = NodeRecord {
+            name: node.name.clone(),
+            kind: "orderer".into(),
+            pid: child.id(),
+            address: node.client_address(),
+            operations: node.operations_address(),
+            log: node.log.clone(),
+        };
+        started.orderers.push(child);
+        started.nodes.push(record.clone());
+        file.nodes.push(record);
+        file.write(root)?;
+    }
+    for (i, node) in net.orderers.iter().enumerate() {
+        progress.log = Some(node.log.clone());
+        let child = started
+            .orderers
+            .get_mut(i)
+            .context("orderer process missing")?;
+        for port in [node.ports.client, node.ports.admin] {
+            wait_port(child, &node.name, port, &node.log)?;
+        }
+    }
+
+    progress.step(
+        "joining the orderers to mychannel",
+        Some(&net.orderers[0].log),
+    );
+    net.join_all()?;
+    let ops: Vec<String> = net
+        .orderers
+        .iter()
+        .map(|o| o.operations_address())
+        .collect();
+    progress.step("waiting for a Raft leader", Some(&net.orderers[0].log));
+    wait_leader(&ops, &net.orderers[0].log, SETUP_TIMEOUT)?;
+
+    progress.step("starting the peers", None);
+    let peer_bin = bins.join("twill-peer");
+    for org in [1u8, 2] {
+        let name = format!("peer0.org{org}.example.com");
+        let node_dir = root.join("peers").join(&name);
+        let files = PeerFiles {
+            config: node_dir.join("core.yaml"),
+            data: node_dir.join("data"),
+            log: root.join("logs").join(format!("{name}.log")),
+        };
+        progress.log = Some(files.log.clone());
+        let peer = PeerProc::start(&peer_bin, root, org, 0, &files, true, SETUP_TIMEOUT)?;
+        let record = NodeRecord {
+            name: peer.name.clone(),
+            kind: "peer".into(),
+            pid: peer.child.id(),
+            address: peer.address.clone(),
+            operations: peer.operations.clone(),
+            log: peer.log.clone(),
+        };
+        started.peers.push(peer);
+        started.nodes.push(record.clone());
+        file.nodes.push(record);
+        file.write(root)?;
+    }
+    let targets = started
+        .peers
+        .iter()
+        .map(|p| p.target(root))
+        .collect::<anyhow::Result<Vec<PeerTarget>>>()?;
+    let orgs: Vec<u8> = started.peers.iter().map(|p| p.org).collect();
+    let peer_log = started.peers.first().map(|p| p.log.clone());
+
+    progress.step("joining the peers to mychannel", peer_log.as_deref());
+    rt.block_on(join_peers(root, &net.genesis_block, &targets, &orgs))?;
+
+    let leader_at = leader(&ops).unwrap_or(0);
+    let orderer = OrdererTarget {
+        address: net.orderers[leader_at].client_address(),
+        tls: Some(ClientTls::new(vec![net.orderer_tls_ca()?])),
+    };
+    // One peer of each org endorses and is watched for commits.
+    let mut endorsers = Vec::new();
+    for org in [1u8, 2] {
+        let i = orgs
+            .iter()
+            .position(|o| *o == org)
+            .with_context(|| format!("no peer of Org{org}"))?;
+        endorsers.push(targets[i].clone());
+    }
+
+    progress.step(
+        "deploying chaincode basic (install, approve, commit)",
+        peer_log.as_deref(),
+    );
+    let chaincode = bins.join("asset-transfer");
+    let package_id = rt.block_on(deploy_chaincode(
+        root,
+        &targets,
+        &orgs,
+        &endorsers,
+        &orderer,
+        &chaincode,
+        None,
+        SETUP_TIMEOUT,
+    ))?;
+
+    progress.step("running a demo CreateAsset", peer_log.as_deref());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let asset = format!("asset-{nanos}");
+    rt.block_on(create_asset(
+        root,
+        &endorsers,
+        &orderer,
+        &asset,
+        SETUP_TIMEOUT,
+    ))?;
+
+    progress.step("querying ReadAsset", peer_log.as_deref());
+    let read = rt.block_on(read_asset(root, &endorsers[0], &asset))?;
+
+    progress.step("writing the connection profiles", None);
+    let profiles = write_connection_profiles(root, &started.peers)?;
+    progress.bar.inc(1);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "network up in {}", root.display());
+    let _ = writeln!(
+        out,
+        "chaincode {CHAINCODE} committed on {CHANNEL} ({package_id}, endorsement policy: channel default /Channel/Application/Endorsement)"
+    );
+    let _ = writeln!(out, "CreateAsset {asset}: VALID");
+    let _ = writeln!(out, "ReadAsset {asset}: {read}");
+    let _ = writeln!(
+        out,
+        "\nnodes (also in {}):",
+        root.join(STATE_FILE).display()
+    );
+    for n in &file.nodes {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<8} grpcs://{:<22} operations http://{}  pid {}",
+            n.name, n.kind, n.address, n.operations, n.pid
+        );
+    }
+    let _ = writeln!(out, "\nMSP folders:");
+    for org in [1u8, 2] {
+        for user in ["Admin", "User1"] {
+            let _ = writeln!(
+                out,
+                "  Org{org}MSP {user:<6} {}",
+                msp_dir(root, org, user).display()
+            );
+        }
+        let _ = writeln!(out, "  Org{org}MSP TLS CA {}", tls_ca(root, org).display());
+    }
+    let _ = writeln!(
+        out,
+        "  orderer TLS CA   {}",
+        root.join(
+            "organizations/ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem"
+        )
+        .display()
+    );
+    let _ = writeln!(out, "\nconnection profiles:");
+    for p in profiles {
+        let _ = writeln!(out, "  {}", p.display());
+    }
+    let _ = writeln!(out, "\nlogs: {}", root.join("logs").display());
+    let _ = writeln!(
+        out,
+        "stop with: twill network down --state-dir {}",
+        root.display()
+    );
+    Ok(out)
+}
+
+/// ReadAsset `id` as Org1's User1 on `peer`; the answer's payload.
+async fn read_asset(root: &Path, peer: &PeerTarget, id: &str) -> anyhow::Result<String> {
+    let user = load_signer(&msp_dir(root, 1, "User1"), "Org1MSP")?;
+    let built = build_proposal(
+        &user,
+        HeaderType::EndorserTransaction,
+        CHANNEL,
+        CHAINCODE,
+        ChaincodeInput {
+            args: vec![b"ReadAsset".to_vec(), id.as_bytes().to_vec()],
+            ..Default::default()
+        },
+        BTreeMap::new(),
+    )?;
+    let reply = process_proposal(&peer.address, peer.tls.as_ref(), built.signed).await?;
+    let response = reply.response.unwrap_or_default();
+    if response.status != 200 {
+        bail!(
+            "ReadAsset {id}: status {} - {}",
+            response.status,
+            response.message
+        );
+    }
+    Ok(String::from_utf8_lossy(&response.payload).into_owned())
+}
+
+// ---------------------------------------------------------------------------
+// Connection profiles
+// ---------------------------------------------------------------------------
+
+/// Writes `connection-org<N>.json` and `.yaml` for each org; their paths.
+fn write_connection_profiles(root: &Path, peers: &[PeerProc]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for org in [1u8, 2] {
+        let ca_path = tls_ca(root, org);
+        let pem = std::fs::read_to_string(&ca_path)
+            .with_context(|| format!("reading {}", ca_path.display()))?;
+        let mut names = Vec::new();
+        let mut peer_map = serde_json::Map::new();
+        for p in peers.iter().filter(|p| p.org == org) {
+            names.push(p.name.clone());
+            peer_map.insert(
+                p.name.clone(),
+                serde_json::json!({
+                    "url": format!("grpcs://{}", p.address),
+                    "tlsCACerts": {"pem": pem},
+                    "grpcOptions": {
+                        "ssl-target-name-override": p.name,
+                        "hostnameOverride": p.name,
+                    },
+                }),
+            );
+        }
+        let profile = serde_json::json!({
+            "name": format!("test-network-org{org}"),
+            "version": "1.0.0",
+            "client": {
+                "organization": format!("Org{org}"),
+                "connection": {"timeout": {"peer": {"endorser": "300"}}},
+            },
+            "organizations": {
+                format!("Org{org}"): {
+                    "mspid": format!("Org{org}MSP"),
+                    "peers": names,
+                    "certificateAuthorities": [],
+                },
+            },
+            "peers": peer_map,
+        });
+        let base = org_dir(root, org).join(format!("connection-org{org}"));
+        let json = base.with_extension("json");
+        std::fs::write(&json, serde_json::to_string_pretty(&profile)? + "\n")
+            .with_context(|| format!("writing {}", json.display()))?;
+        let yaml = base.with_extension("yaml");
+        let mut text = String::from("---\n");
+        yaml_value(&profile, 0, &mut text);
+        std::fs::write(&yaml, text).with_context(|| format!("writing {}", yaml.display()))?;
+        paths.push(json);
+        paths.push(yaml);
+    }
+    Ok(paths)
+}
+
+/// A YAML scalar for `s`: JSON's double-quoted form is valid YAML.
+fn yaml_scalar(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// Appends `v` as block YAML indented by `indent` spaces (the caller wrote
+/// the key of a mapping entry or the dash of a sequence item).
+fn yaml_value(v: &serde_json::Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, item) in map {
+                let _ = write!(out, "{pad}{}:", yaml_scalar(k));
+                yaml_child(item, indent, out);
+            }
+        }
+        serde_json::Value::Array(items) if !items.is_empty() => {
+            for item in items {
+                let _ = write!(out, "{pad}-");
+                yaml_child(item, indent, out);
+            }
+        }
+        other => {
+            let _ = writeln!(out, "{pad}{}", yaml_inline(other));
+        }
+    }
+}
+
+/// Appends the value of a mapping entry or sequence item after its key or
+/// dash.
+fn yaml_child(v: &serde_json::Value, indent: usize, out: &mut String) {
+    match v {
+        serde_json::Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            yaml_value(v, indent + 2, out);
+        }
+        serde_json::Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            yaml_value(v, indent + 2, out);
+        }
+        serde_json::Value::String(s) if s.contains('\n') => {
+            // A literal block keeps a PEM readable.
+            let _ = writeln!(out, " |");
+            let pad = " ".repeat(indent + 2);
+            for line in s.lines() {
+                let _ = writeln!(out, "{pad}{line}");
+            }
+        }
+        other => {
+            let _ = writeln!(out, " {}", yaml_inline(other));
+        }
+    }
+}
+
+fn yaml_inline(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => yaml_scalar(s),
+        serde_json::Value::Object(_) => "{}".into(),
+        serde_json::Value::Array(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// down, status
+// ---------------------------------------------------------------------------
+
+fn down(args: DownArgs) -> anyhow::Result<()> {
+    let dir = &args.state_dir;
+    match NetworkFile::read(dir)? {
+        None => println!("no {STATE_FILE} in {}: no network to stop", dir.display()),
+        Some(file) => {
+            let pids: Vec<u32> = file.nodes.iter().map(|n| n.pid).collect();
+            let count = stop_groups(&pids);
+            let left: Vec<String> = file
+                .nodes
+                .iter()
+                .filter(|n| node_alive(n.pid))
+                .map(|n| format!("{} (pid {})", n.name, n.pid))
+                .collect();
+            if !left.is_empty() {
+                bail!("could not stop {}", left.join(", "));
+            }
+            println!(
+                "stopped the network in {} ({} node(s), {count} process(es) signalled)",
+                dir.display(),
+                file.nodes.len()
+            );
+        }
+    }
+    if args.clean && dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("removed {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The value of `metric{channel="mychannel"}` in a Prometheus text body.
+fn metric_value(body: &str, metric: &str) -> Option<u64> {
+    let prefix = format!("{metric}{{channel=\"{CHANNEL}\"}}");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let dir = &args.state_dir;
+    let file = NetworkFile::read(dir)?.ok_or_else(|| {
+        anyhow!(
+            "no {STATE_FILE} in {}: start a network with `twill network up --state-dir {}`",
+            dir.display(),
+            dir.display()
+        )
+    })?;
+    println!(
+        "{:<24} {:<8} {:<8} {:<8} {:<7} {:<10} ADDRESS",
+        "NAME", "KIND", "PID", "PROCESS", "HEIGHT", "HEALTH"
+    );
+    let mut running = 0;
+    for n in &file.nodes {
+        let up = node_alive(n.pid);
+        if up {
+            running += 1;
+        }
+        let metric = if n.kind == "peer" {
+            "ledger_blockchain_height"
+        } else {
+            "ledger_height"
+        };
+        let height = if up {
+            http_get(&n.operations, "/metrics")
+                .and_then(|b| metric_value(&b, metric))
+                .map_or("-".to_string(), |h| h.to_string())
+        } else {
+            "-".into()
+        };
+        let health = if up {
+            match http_get_status(&n.operations, "/healthz") {
+                Some((200, _)) => "OK".to_string(),
+                Some((code, _)) => format!("HTTP {code}"),
+                None => "unreachable".into(),
+            }
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<24} {:<8} {:<8} {:<8} {:<7} {:<10} {}",
+            n.name,
+            n.kind,
+            n.pid,
+            if up { "running" } else { "stopped" },
+            height,
+            health,
+            n.address
+        );
+    }
+    println!(
+        "{running} of {} node(s) running; channel {}",
+        file.nodes.len(),
+        file.channel
+    );
+    Ok(())
+}
