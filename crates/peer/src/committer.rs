@@ -279,11 +279,23 @@ impl Committer for LedgerCommitter {
         let config = channel.config();
         let job_ledger = ledger.clone();
         ledger.validator.spawn(move || {
-            let result = job_ledger.validator.prepare(&block, &config);
-            if let Err(e) = &result {
-                tracing::debug!(target: LOG, number, error = %e, "checking a block ahead failed");
-            }
-            slot.finish(result.ok());
+            // A panic in a spawned rayon job would abort the process: catch
+            // it, and let the block be checked again in its turn.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                job_ledger.validator.prepare(&block, &config)
+            }));
+            let prepared = match result {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    tracing::debug!(target: LOG, number, error = %e, "checking a block ahead failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::error!(target: LOG, number, "checking a block ahead panicked");
+                    None
+                }
+            };
+            slot.finish(prepared);
         });
     }
 
