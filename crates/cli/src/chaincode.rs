@@ -850,6 +850,51 @@ async fn get_installed_package(args: GetInstalledPackageArgs) -> anyhow::Result<
     Ok(String::new())
 }
 
+/// A lifecycle args message (`Approve…`, `CheckCommitReadiness…`,
+/// `CommitChaincodeDefinition…`) holding the definition `def`, plus any
+/// extra fields given; they share these field names.
+macro_rules! definition_args {
+    ($ty:ident, $def:expr $(, $field:ident: $value:expr)*) => {{
+        let def = $def;
+        $ty {
+            $($field: $value,)*
+            sequence: def.sequence,
+            name: def.name,
+            version: def.version,
+            endorsement_plugin: def.endorsement_plugin,
+            validation_plugin: def.validation_plugin,
+            validation_parameter: def.validation_parameter,
+            collections: def.collections,
+            init_required: def.init_required,
+        }
+    }};
+}
+
+/// Endorses `_lifecycle` `function` with `call` on `peers`, submits it to
+/// `orderer` and waits as `wait` says; prints nothing on success.
+async fn submit_lifecycle<M: Message>(
+    peers: &PeersArgs,
+    orderer: &OrdererArgs,
+    wait: &WaitArgs,
+    channel: &str,
+    function: &str,
+    call: &M,
+) -> anyhow::Result<String> {
+    let signer = peers.identity.load()?;
+    let built = lifecycle_proposal(&signer, channel, function, call)?;
+    Submit {
+        signer: &signer,
+        channel,
+        peers: &peers.targets()?,
+        orderer: &orderer.target()?,
+        wait: wait.timeout(),
+        failure: Failure::Lifecycle,
+    }
+    .run(&built)
+    .await?;
+    Ok(String::new())
+}
+
 async fn approve(args: ApproveArgs) -> anyhow::Result<String> {
     let def = args.definition.fields()?;
     let source = match args.package_id.as_ref().filter(|id| !id.is_empty()) {
@@ -858,37 +903,22 @@ async fn approve(args: ApproveArgs) -> anyhow::Result<String> {
         }),
         None => chaincode_source::Type::Unavailable(chaincode_source::Unavailable {}),
     };
-    let call = ApproveChaincodeDefinitionForMyOrgArgs {
-        sequence: def.sequence,
-        name: def.name,
-        version: def.version,
-        endorsement_plugin: def.endorsement_plugin,
-        validation_plugin: def.validation_plugin,
-        validation_parameter: def.validation_parameter,
-        collections: def.collections,
-        init_required: def.init_required,
+    let call = definition_args!(
+        ApproveChaincodeDefinitionForMyOrgArgs,
+        def,
         source: Some(ChaincodeSource {
             r#type: Some(source),
-        }),
-    };
-    let signer = args.peers.identity.load()?;
-    let channel = &args.definition.channel_id;
-    let built = lifecycle_proposal(
-        &signer,
-        channel,
+        })
+    );
+    submit_lifecycle(
+        &args.peers,
+        &args.orderer,
+        &args.wait,
+        &args.definition.channel_id,
         "ApproveChaincodeDefinitionForMyOrg",
         &call,
-    )?;
-    let submit = Submit {
-        signer: &signer,
-        channel,
-        peers: &args.peers.targets()?,
-        orderer: &args.orderer.target()?,
-        wait: args.wait.timeout(),
-        failure: Failure::Lifecycle,
-    };
-    submit.run(&built).await?;
-    Ok(String::new())
+    )
+    .await
 }
 
 async fn query_approved(args: QueryApprovedArgs) -> anyhow::Result<String> {
@@ -919,16 +949,7 @@ async fn query_approved(args: QueryApprovedArgs) -> anyhow::Result<String> {
 
 async fn check_commit_readiness(args: ReadinessArgs) -> anyhow::Result<String> {
     let def = args.definition.fields()?;
-    let call = CheckCommitReadinessArgs {
-        sequence: def.sequence,
-        name: def.name,
-        version: def.version,
-        endorsement_plugin: def.endorsement_plugin,
-        validation_plugin: def.validation_plugin,
-        validation_parameter: def.validation_parameter,
-        collections: def.collections,
-        init_required: def.init_required,
-    };
+    let call = definition_args!(CheckCommitReadinessArgs, def);
     let signer = args.peer.identity.load()?;
     let peer = args.peer.target()?;
     let d = &args.definition;
@@ -950,29 +971,16 @@ async fn check_commit_readiness(args: ReadinessArgs) -> anyhow::Result<String> {
 
 async fn commit(args: CommitArgs) -> anyhow::Result<String> {
     let def = args.definition.fields()?;
-    let call = CommitChaincodeDefinitionArgs {
-        sequence: def.sequence,
-        name: def.name,
-        version: def.version,
-        endorsement_plugin: def.endorsement_plugin,
-        validation_plugin: def.validation_plugin,
-        validation_parameter: def.validation_parameter,
-        collections: def.collections,
-        init_required: def.init_required,
-    };
-    let signer = args.peers.identity.load()?;
-    let channel = &args.definition.channel_id;
-    let built = lifecycle_proposal(&signer, channel, "CommitChaincodeDefinition", &call)?;
-    let submit = Submit {
-        signer: &signer,
-        channel,
-        peers: &args.peers.targets()?,
-        orderer: &args.orderer.target()?,
-        wait: args.wait.timeout(),
-        failure: Failure::Lifecycle,
-    };
-    submit.run(&built).await?;
-    Ok(String::new())
+    let call = definition_args!(CommitChaincodeDefinitionArgs, def);
+    submit_lifecycle(
+        &args.peers,
+        &args.orderer,
+        &args.wait,
+        &args.definition.channel_id,
+        "CommitChaincodeDefinition",
+        &call,
+    )
+    .await
 }
 
 async fn query_committed(args: QueryCommittedArgs) -> anyhow::Result<String> {
