@@ -166,8 +166,24 @@ pub fn to_filtered_block(block: &Block) -> FilteredBlock {
 }
 
 fn filtered_actions(tx_bytes: &[u8]) -> Result<FilteredTransactionActions, String> {
-    let tx = Transaction::decode(tx_bytes).map_err(|e| format!("Transaction: {e}"))?;
     let mut out = FilteredTransactionActions::default();
+    for event in tx_events(tx_bytes)? {
+        out.chaincode_actions.push(FilteredChaincodeAction {
+            chaincode_event: Some(ChaincodeEvent {
+                payload: Vec::new(),
+                ..event
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// The chaincode events of an endorser transaction's actions (`tx_bytes`
+/// is the payload data, a `Transaction`), with their payloads; actions
+/// without an event (empty chaincode id) are skipped.
+fn tx_events(tx_bytes: &[u8]) -> Result<Vec<ChaincodeEvent>, String> {
+    let tx = Transaction::decode(tx_bytes).map_err(|e| format!("Transaction: {e}"))?;
+    let mut out = Vec::new();
     for action in &tx.actions {
         let cap = ChaincodeActionPayload::decode(action.payload.as_slice())
             .map_err(|e| format!("ChaincodeActionPayload: {e}"))?;
@@ -181,17 +197,43 @@ fn filtered_actions(tx_bytes: &[u8]) -> Result<FilteredTransactionActions, Strin
         let event = ChaincodeEvent::decode(cca.events.as_slice())
             .map_err(|e| format!("ChaincodeEvent: {e}"))?;
         if !event.chaincode_id.is_empty() {
-            out.chaincode_actions.push(FilteredChaincodeAction {
-                chaincode_event: Some(ChaincodeEvent {
-                    chaincode_id: event.chaincode_id,
-                    tx_id: event.tx_id,
-                    event_name: event.event_name,
-                    payload: Vec::new(),
-                }),
-            });
+            out.push(event);
         }
     }
     Ok(out)
+}
+
+/// The chaincode events of `block`'s VALID endorser transactions emitted by
+/// chaincode `chaincode`, in transaction order, each with the index of its
+/// transaction in the block and its payload (what the gateway's
+/// ChaincodeEvents service streams). Events missing a name or tx id are
+/// left out, as Fabric does.
+pub fn chaincode_events(block: &Block, chaincode: &str) -> Vec<(usize, ChaincodeEvent)> {
+    let filter = tx_filter(block);
+    let mut out = Vec::new();
+    for index in 0..tx_count(block) {
+        if filter.get(index).copied() != Some(TxValidationCode::Valid as u8) {
+            continue;
+        }
+        let Some((_, payload, ch)) = channel_header_at(block, index) else {
+            continue;
+        };
+        if ch.r#type != HeaderType::EndorserTransaction as i32 {
+            continue;
+        }
+        let Ok(events) = tx_events(&payload.data) else {
+            continue;
+        };
+        out.extend(
+            events
+                .into_iter()
+                .filter(|e| {
+                    e.chaincode_id == chaincode && !e.event_name.is_empty() && !e.tx_id.is_empty()
+                })
+                .map(|e| (index, e)),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

@@ -196,6 +196,17 @@ impl<S: EndorserSupport> EndorserService<S> {
         twill_comm::with_message_limits!(EndorserServer::new(self))
     }
 
+    /// The tonic server for a shared service (the gateway uses the same
+    /// one), with Twill's message limits.
+    pub fn server_for(service: Arc<Self>) -> EndorserServer<Self> {
+        twill_comm::with_message_limits!(EndorserServer::from_arc(service))
+    }
+
+    /// The peer's signing identity.
+    pub fn signer(&self) -> &Arc<SigningIdentity> {
+        &self.signer
+    }
+
     /// The creator as an identity of the local MSP or of `channel`, valid
     /// now, whose signature over the proposal verifies.
     fn check_creator(
@@ -420,18 +431,18 @@ impl<S: EndorserSupport> EndorserService<S> {
     }
 }
 
-#[tonic::async_trait]
-impl<S: EndorserSupport> Endorser for EndorserService<S> {
-    async fn process_proposal(
+impl<S: EndorserSupport> EndorserService<S> {
+    /// Processes one signed proposal as `ProcessProposal` does: a gRPC
+    /// error for a malformed proposal or a creator that is refused, else a
+    /// `ProposalResponse` (endorsed, or unendorsed with the failure).
+    /// `remote` names the caller in logs. The gateway calls this for the
+    /// local peer's endorsements.
+    pub async fn process(
         &self,
-        request: Request<SignedProposal>,
-    ) -> Result<TonicResponse<ProposalResponse>, Status> {
-        let remote = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let signed = request.into_inner();
-        let up = unpack(&signed).map_err(|e| {
+        signed: &SignedProposal,
+        remote: &str,
+    ) -> Result<ProposalResponse, Status> {
+        let up = unpack(signed).map_err(|e| {
             tracing::warn!(target: LOG, %remote, error = %e, "refused a malformed proposal");
             Status::invalid_argument(e)
         })?;
@@ -443,12 +454,12 @@ impl<S: EndorserSupport> Endorser for EndorserService<S> {
                 Some(ch) => Some(ch),
                 None => {
                     let response = scc::error(format!("channel '{cid}' not found"));
-                    return Ok(TonicResponse::new(Self::refuse(response)));
+                    return Ok(Self::refuse(response));
                 }
             }
         };
         let identity = self
-            .check_creator(&signed, &up, channel.as_deref())
+            .check_creator(signed, &up, channel.as_deref())
             .inspect_err(|e| {
                 tracing::warn!(target: LOG, %remote, channel = %cid, error = e.message(), "refused a proposal");
             })?;
@@ -460,12 +471,27 @@ impl<S: EndorserSupport> Endorser for EndorserService<S> {
             creator = %format!("{} '{}'", identity.mspid(), identity.common_name()),
             "processing proposal"
         );
-        match self.invoke(&signed, &up, channel.as_ref(), &identity).await {
-            Ok(simulated) => self.respond(&up, simulated).map(TonicResponse::new),
+        match self.invoke(signed, &up, channel.as_ref(), &identity).await {
+            Ok(simulated) => self.respond(&up, simulated),
             Err(response) => {
                 tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, status = response.status, message = %response.message, "proposal failed");
-                Ok(TonicResponse::new(Self::refuse(response)))
+                Ok(Self::refuse(response))
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: EndorserSupport> Endorser for EndorserService<S> {
+    async fn process_proposal(
+        &self,
+        request: Request<SignedProposal>,
+    ) -> Result<TonicResponse<ProposalResponse>, Status> {
+        let remote = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let signed = request.into_inner();
+        self.process(&signed, &remote).await.map(TonicResponse::new)
     }
 }

@@ -16,12 +16,15 @@
 //!   blocks, blocks with private data);
 //! - [`endorser`] and [`scc`]: `protos.Endorser/ProcessProposal` for the
 //!   system chaincodes `cscc` and `qscc`;
+//! - [`gateway`]: the `gateway.Gateway` service Fabric's client SDKs use
+//!   (endorsement plans across orgs, submit to the orderers, commit
+//!   status, chaincode events);
 //! - [`blocks`]: TRANSACTIONS_FILTER, signatures and filtered blocks;
 //! - [`operations`]: `/healthz`, `/metrics`, `/version`;
 //! - [`validation`]: block and transaction validation (the real committer's
 //!   checks).
 //!
-//! Tasks: one tonic server (Endorser + Deliver), one operations HTTP server,
+//! Tasks: one tonic server (Endorser, Gateway, Deliver, ChaincodeSupport), one operations HTTP server,
 //! one block puller per channel; commits and ledger reads run on the
 //! blocking pool.
 //!
@@ -48,6 +51,7 @@ pub mod config;
 pub mod deliver;
 pub mod deliverclient;
 pub mod endorser;
+pub mod gateway;
 pub mod lifecycle;
 pub mod node;
 pub mod operations;

@@ -8,7 +8,7 @@
 //!
 //! | listener | config | serves | TLS |
 //! | --- | --- | --- | --- |
-//! | peer | `peer.listenAddress` | `protos.Endorser` (cscc, qscc), `protos.Deliver` | `peer.tls`, client certificates optional unless `clientAuthRequired` |
+//! | peer | `peer.listenAddress` | `protos.Endorser`, `gateway.Gateway`, `protos.Deliver`, `protos.ChaincodeSupport` | `peer.tls`, client certificates optional unless `clientAuthRequired` |
 //! | operations | `operations.listenAddress` | `/healthz`, `/metrics`, `/version` | `operations.tls` |
 //!
 //! The bound addresses are logged and written to
@@ -41,6 +41,7 @@ use crate::config::{ConfigError, PeerConfig};
 use crate::deliver::{ChannelLookup, DeliverService};
 use crate::deliverclient::{BlockPuller, OrdererConnection};
 use crate::endorser::{EndorserService, EndorserSupport};
+use crate::gateway::{GatewayConfig, GatewayService};
 use crate::operations::{OpsState, PeerMetrics};
 use crate::scc::JoinRequest;
 
@@ -503,10 +504,16 @@ where
         .server_tls
         .as_ref()
         .is_some_and(|t| t.client_auth() == ClientAuth::Required);
-    let endorser = EndorserService::new(
+    let endorser = Arc::new(EndorserService::new(
         peer.clone(),
         material.signer.clone(),
         material.local_msp.clone(),
+    ));
+    let gateway = GatewayService::new(
+        peer.clone(),
+        endorser.clone(),
+        gateway_config(config, addr, &material.orderer_connection),
+        stop_rx.clone(),
     );
     let deliver = DeliverService::new(peer.clone(), mutual_tls, stop_rx.clone());
     let registry = ChaincodeRegistry::new();
@@ -553,10 +560,11 @@ where
             }
         })?;
     let router = builder
-        .add_service(endorser.into_server())
+        .add_service(EndorserService::server_for(endorser))
+        .add_service(gateway.into_server())
         .add_service(deliver.into_server())
         .add_service(chaincode_support.into_server());
-    tracing::info!(target: LOG, listen_address = %addr, tls = material.server_tls.is_some(), "serving Endorser, Deliver and ChaincodeSupport");
+    tracing::info!(target: LOG, listen_address = %addr, tls = material.server_tls.is_some(), "serving Endorser, Gateway, Deliver and ChaincodeSupport");
     let stop = stopped(stop_rx.clone());
     tasks.spawn(async move {
         let r = router
@@ -622,6 +630,49 @@ where
         tasks.abort_all();
     }
     failure
+}
+
+/// Where the gateway is: `peer.address` (an unspecified or empty host
+/// becomes 127.0.0.1, a port 0 the bound one) and every address naming
+/// this peer.
+fn gateway_config(
+    config: &PeerConfig,
+    bound: SocketAddr,
+    connection: &OrdererConnection,
+) -> GatewayConfig {
+    let port = bound.port();
+    let configured = config.peer.address.trim();
+    let local_address = match configured.rsplit_once(':') {
+        Some((host, p)) => {
+            let host = if host.is_empty() || host == "0.0.0.0" || host == "[::]" {
+                "127.0.0.1"
+            } else {
+                host
+            };
+            let p = if p == "0" {
+                port.to_string()
+            } else {
+                p.to_owned()
+            };
+            format!("{host}:{p}")
+        }
+        None => format!("127.0.0.1:{port}"),
+    };
+    let mut self_addresses = vec![
+        local_address.clone(),
+        bound.to_string(),
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+    ];
+    if !configured.is_empty() {
+        self_addresses.push(configured.to_owned());
+    }
+    GatewayConfig {
+        local_msp_id: config.peer.local_msp_id.clone(),
+        local_address,
+        self_addresses,
+        connection: connection.clone(),
+    }
 }
 
 async fn bind(listener: &'static str, address: &str) -> Result<(TcpListener, SocketAddr)> {

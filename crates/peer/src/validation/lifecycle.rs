@@ -275,49 +275,16 @@ impl<'a> BlockPolicies<'a> {
             .map_err(|e| format!("bad {field} value: {e}")))
     }
 
-    /// Compiles a serialized `ApplicationPolicy`; anything unusable becomes
-    /// a policy nothing satisfies (→ `ENDORSEMENT_POLICY_FAILURE`).
     fn application_policy(&self, bytes: &[u8]) -> Arc<dyn Policy> {
-        let app = match ApplicationPolicy::decode(bytes) {
-            Ok(a) => a,
-            Err(e) => return reject(format!("undecodable ApplicationPolicy: {e}")),
-        };
-        match app.r#type {
-            Some(application_policy::Type::SignaturePolicy(env)) => self.signature_policy(env),
-            Some(application_policy::Type::ChannelConfigPolicyReference(path)) => self
-                .config
-                .policies
-                .get_policy(&path)
-                .unwrap_or_else(|| reject(format!("no channel policy {path}"))),
-            None => reject("ApplicationPolicy names no policy".to_owned()),
-        }
+        application_policy(self.config, bytes)
     }
 
     fn signature_policy(&self, env: SignaturePolicyEnvelope) -> Arc<dyn Policy> {
-        match SignaturePolicyEvaluator::new(env, self.config.msps.clone()) {
-            Ok(p) => Arc::new(p),
-            Err(e) => reject(format!("invalid signature policy: {e}")),
-        }
+        signature_policy(self.config, env)
     }
 
     fn lifecycle_policy(&self) -> Arc<dyn Policy> {
-        if let Some(p) = self
-            .config
-            .policies
-            .get_policy(LIFECYCLE_ENDORSEMENT_POLICY)
-        {
-            return p;
-        }
-        // Channels without the policy: a majority of the application orgs' members.
-        let ids: Vec<&str> = self
-            .config
-            .application_orgs
-            .values()
-            .map(|o| o.msp_id.as_str())
-            .collect();
-        let n = i32::try_from(ids.len() / 2 + 1).unwrap_or(i32::MAX);
-        let env = twill_policy::builder::signed_by_n_out_of_role(n, MspRoleType::Member, &ids);
-        self.signature_policy(env)
+        lifecycle_policy(self.config)
     }
 
     /// The policy for writes to org `mspid`'s `_lifecycle` approval key:
@@ -343,6 +310,48 @@ impl<'a> BlockPolicies<'a> {
             .insert(parameter.to_vec(), compiled.clone());
         compiled
     }
+}
+
+/// Compiles a serialized `ApplicationPolicy` against `config`; anything
+/// unusable becomes a policy nothing satisfies (→
+/// `ENDORSEMENT_POLICY_FAILURE`).
+pub(crate) fn application_policy(config: &ChannelConfig, bytes: &[u8]) -> Arc<dyn Policy> {
+    let app = match ApplicationPolicy::decode(bytes) {
+        Ok(a) => a,
+        Err(e) => return reject(format!("undecodable ApplicationPolicy: {e}")),
+    };
+    match app.r#type {
+        Some(application_policy::Type::SignaturePolicy(env)) => signature_policy(config, env),
+        Some(application_policy::Type::ChannelConfigPolicyReference(path)) => config
+            .policies
+            .get_policy(&path)
+            .unwrap_or_else(|| reject(format!("no channel policy {path}"))),
+        None => reject("ApplicationPolicy names no policy".to_owned()),
+    }
+}
+
+fn signature_policy(config: &ChannelConfig, env: SignaturePolicyEnvelope) -> Arc<dyn Policy> {
+    match SignaturePolicyEvaluator::new(env, config.msps.clone()) {
+        Ok(p) => Arc::new(p),
+        Err(e) => reject(format!("invalid signature policy: {e}")),
+    }
+}
+
+/// The endorsement policy of `_lifecycle`: the channel's
+/// `LifecycleEndorsement`, else a majority of the application orgs'
+/// members.
+pub(crate) fn lifecycle_policy(config: &ChannelConfig) -> Arc<dyn Policy> {
+    if let Some(p) = config.policies.get_policy(LIFECYCLE_ENDORSEMENT_POLICY) {
+        return p;
+    }
+    let ids: Vec<&str> = config
+        .application_orgs
+        .values()
+        .map(|o| o.msp_id.as_str())
+        .collect();
+    let n = i32::try_from(ids.len() / 2 + 1).unwrap_or(i32::MAX);
+    let env = twill_policy::builder::signed_by_n_out_of_role(n, MspRoleType::Member, &ids);
+    signature_policy(config, env)
 }
 
 fn reject(reason: String) -> Arc<dyn Policy> {
