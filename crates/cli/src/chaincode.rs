@@ -1664,6 +1664,17 @@ impl Submit<'_> {
     /// (from its newest block) before the transaction is broadcast, so the
     /// commit cannot be missed.
     pub async fn run(&self, proposal: &BuiltProposal) -> anyhow::Result<Response> {
+        self.run_reporting(proposal, &|line| eprintln!("{line}"))
+            .await
+    }
+
+    /// [`Submit::run`], handing each `txid [...] committed ...` line to
+    /// `report` instead of printing it on stderr.
+    pub async fn run_reporting(
+        &self,
+        proposal: &BuiltProposal,
+        report: &(dyn Fn(&str) + Send + Sync),
+    ) -> anyhow::Result<Response> {
         let responses = endorse(self.peers, &proposal.signed, self.failure).await?;
         let envelope = assemble_transaction(self.signer, &proposal.proposal, &responses)?;
         let mut watchers = Vec::new();
@@ -1683,10 +1694,10 @@ impl Submit<'_> {
                 if code != TxValidationCode::Valid as i32 {
                     bail!("transaction invalidated with status ({name})");
                 }
-                eprintln!(
+                report(&format!(
                     "txid [{}] committed with status ({name}) at {}",
                     proposal.tx_id, watcher.address
-                );
+                ));
             }
         }
         Ok(responses

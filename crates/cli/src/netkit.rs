@@ -67,6 +67,25 @@ pub struct OrdererPorts {
     pub operations: u16,
 }
 
+/// A peer the network's crypto material and channel config were made for
+/// (see [`OrdererNet::create_with_peers`]); nothing runs it yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSlot {
+    /// Org number: 1 for Org1, 2 for Org2.
+    pub org: u8,
+    /// Index in its org: `peer<index>.org<org>.example.com`.
+    pub index: usize,
+    /// `peer0.org1.example.com`, ...
+    pub name: String,
+    /// Its gRPC port on 127.0.0.1, as written in the org's `AnchorPeers`.
+    pub port: u16,
+    /// Its operations port (`/healthz`, `/metrics`) on 127.0.0.1.
+    pub operations: u16,
+}
+
+/// The two peer orgs' names and domains.
+const PEER_ORGS: [(&str, &str); 2] = [("Org1", "org1.example.com"), ("Org2", "org2.example.com")];
+
 /// One orderer of the network.
 #[derive(Debug)]
 pub struct OrdererNode {
@@ -117,6 +136,9 @@ pub struct OrdererNet {
     pub orderers: Vec<OrdererNode>,
     /// The channel's genesis block file.
     pub genesis_block: PathBuf,
+    /// The peers planned by [`OrdererNet::create_with_peers`], Org1's
+    /// first, each org's in index order; empty after [`OrdererNet::create`].
+    pub peers: Vec<PeerSlot>,
     bin_dir: PathBuf,
 }
 
@@ -151,7 +173,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn crypto_config(orderers: usize) -> String {
+fn crypto_config(orderers: usize, peers_per_org: usize) -> String {
     let mut s = String::from(
         "OrdererOrgs:\n  - Name: Orderer\n    Domain: example.com\n    EnableNodeOUs: true\n    Specs:\n",
     );
@@ -161,9 +183,9 @@ fn crypto_config(orderers: usize) -> String {
         ));
     }
     s.push_str("PeerOrgs:\n");
-    for (org, domain) in [("Org1", "org1.example.com"), ("Org2", "org2.example.com")] {
+    for (org, domain) in PEER_ORGS {
         s.push_str(&format!(
-            "  - Name: {org}\n    Domain: {domain}\n    EnableNodeOUs: true\n    Template:\n      Count: 1\n      SANS: [localhost, 127.0.0.1]\n    Users:\n      Count: 1\n"
+            "  - Name: {org}\n    Domain: {domain}\n    EnableNodeOUs: true\n    Template:\n      Count: {peers_per_org}\n      SANS: [localhost, 127.0.0.1]\n    Users:\n      Count: 1\n"
         ));
     }
     s
@@ -185,7 +207,9 @@ fn implicit(rules: &[(&str, &str)]) -> String {
     s
 }
 
-fn configtx(opts: &NetOptions, ports: &[OrdererPorts]) -> String {
+/// The channel's configtx.yaml; `anchors[i]` are the AnchorPeers ports of
+/// `PEER_ORGS[i]` (all on 127.0.0.1).
+fn configtx(opts: &NetOptions, ports: &[OrdererPorts], anchors: &[Vec<u16>; 2]) -> String {
     let mut s = String::from("Profiles:\n  Net:\n");
     s.push_str(&implicit(&[
         ("Readers", "ANY Readers"),
@@ -228,14 +252,17 @@ fn configtx(opts: &NetOptions, ports: &[OrdererPorts]) -> String {
     ));
     s.push_str("      Capabilities:\n        V2_0: true\n");
     s.push_str("    Application:\n      Organizations:\n");
-    for (msp, domain, port) in [
-        ("Org1MSP", "org1.example.com", 7051),
-        ("Org2MSP", "org2.example.com", 9051),
-    ] {
+    for ((org, domain), ports) in PEER_ORGS.iter().zip(anchors) {
+        let msp = format!("{org}MSP");
         s.push_str(&format!(
-            "        - Name: {msp}\n          ID: {msp}\n          MSPDir: organizations/peerOrganizations/{domain}/msp\n          AnchorPeers:\n            - Host: 127.0.0.1\n              Port: {port}\n"
+            "        - Name: {msp}\n          ID: {msp}\n          MSPDir: organizations/peerOrganizations/{domain}/msp\n          AnchorPeers:\n"
         ));
-        s.push_str(&indent(&org_policies(msp), 6));
+        for port in ports {
+            s.push_str(&format!(
+                "            - Host: 127.0.0.1\n              Port: {port}\n"
+            ));
+        }
+        s.push_str(&indent(&org_policies(&msp), 6));
     }
     s.push_str(&indent(
         &implicit(&[
@@ -308,20 +335,77 @@ ChannelParticipation:
 }
 
 impl OrdererNet {
-    /// Lays out a new network under `root` (which should be empty).
+    /// Lays out a new network under `root` (which should be empty), with
+    /// crypto material for one peer per org and the anchor peers of Org1 and
+    /// Org2 at 127.0.0.1:7051 and 127.0.0.1:9051.
     pub fn create(root: &Path, options: NetOptions) -> anyhow::Result<OrdererNet> {
+        OrdererNet::create_inner(root, options, None)
+    }
+
+    /// Like [`OrdererNet::create`], for `peers_per_org` peers in each of Org1
+    /// and Org2: cryptogen makes `peer0..peer<N-1>` of each org (as Fabric's
+    /// `Template: Count: N`), each peer gets two free ports (gRPC and
+    /// operations, in [`OrdererNet::peers`]) and every peer is an anchor peer
+    /// of its org in the channel config, at `127.0.0.1:<port>`.
+    pub fn create_with_peers(
+        root: &Path,
+        options: NetOptions,
+        peers_per_org: usize,
+    ) -> anyhow::Result<OrdererNet> {
+        if peers_per_org == 0 {
+            bail!("a network needs at least one peer per org");
+        }
+        OrdererNet::create_inner(root, options, Some(peers_per_org))
+    }
+
+    fn create_inner(
+        root: &Path,
+        options: NetOptions,
+        peers_per_org: Option<usize>,
+    ) -> anyhow::Result<OrdererNet> {
         if options.orderers == 0 {
             bail!("a network needs at least one orderer");
         }
         std::fs::create_dir_all(root.join("logs"))
             .with_context(|| format!("creating {}", root.display()))?;
         let cc = root.join("crypto-config.yaml");
-        std::fs::write(&cc, crypto_config(options.orderers))?;
+        std::fs::write(
+            &cc,
+            crypto_config(options.orderers, peers_per_org.unwrap_or(1)),
+        )
+        .with_context(|| format!("writing {}", cc.display()))?;
         let crypto = twill_cryptogen::load_config(&cc)?;
         twill_cryptogen::generate(&crypto, &root.join("organizations"))?;
 
-        let flat = free_ports(options.orderers * 4)?;
-        let ports: Vec<OrdererPorts> = flat
+        // All ports in one reservation, so that they are distinct.
+        let peer_count = 2 * peers_per_org.unwrap_or(0);
+        let flat = free_ports(options.orderers * 4 + peer_count * 2)?;
+        let (orderer_flat, peer_flat) = flat.split_at(options.orderers * 4);
+        let mut peers = Vec::new();
+        for (i, pair) in peer_flat.chunks(2).enumerate() {
+            let per_org = peers_per_org.unwrap_or(1);
+            let org = u8::try_from(i / per_org + 1).context("too many peer orgs")?;
+            let index = i % per_org;
+            peers.push(PeerSlot {
+                org,
+                index,
+                name: format!("peer{index}.org{org}.example.com"),
+                port: pair[0],
+                operations: pair[1],
+            });
+        }
+        let anchors: [Vec<u16>; 2] = if peers.is_empty() {
+            [vec![7051], vec![9051]]
+        } else {
+            [1u8, 2].map(|org| {
+                peers
+                    .iter()
+                    .filter(|p| p.org == org)
+                    .map(|p| p.port)
+                    .collect()
+            })
+        };
+        let ports: Vec<OrdererPorts> = orderer_flat
             .chunks(4)
             .map(|c| OrdererPorts {
                 client: c[0],
@@ -331,7 +415,8 @@ impl OrdererNet {
             })
             .collect();
         let configtx_path = root.join("configtx.yaml");
-        std::fs::write(&configtx_path, configtx(&options, &ports))?;
+        std::fs::write(&configtx_path, configtx(&options, &ports, &anchors))
+            .with_context(|| format!("writing {}", configtx_path.display()))?;
         let loaded = twill_configtx::profile::LoadedConfigtx::load(&configtx_path)?;
         let block =
             twill_configtx::genesis::genesis_block_from_profile(&loaded, "Net", &options.channel)?;
@@ -357,6 +442,7 @@ impl OrdererNet {
             options,
             orderers,
             genesis_block,
+            peers,
             bin_dir: bin_dir()?,
         })
     }
@@ -662,5 +748,103 @@ mod tests {
             .verify(&env.payload, &env.signature)
             .unwrap();
         seek_envelope(&user, "mychannel", 0, None).unwrap();
+    }
+
+    #[test]
+    fn create_with_peers_makes_every_peer_an_anchor_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = OrdererNet::create_with_peers(dir.path(), NetOptions::default(), 3).unwrap();
+        let names: Vec<&str> = net.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "peer0.org1.example.com",
+                "peer1.org1.example.com",
+                "peer2.org1.example.com",
+                "peer0.org2.example.com",
+                "peer1.org2.example.com",
+                "peer2.org2.example.com",
+            ]
+        );
+        for p in &net.peers {
+            let node = dir.path().join(format!(
+                "organizations/peerOrganizations/org{}.example.com/peers/{}",
+                p.org, p.name
+            ));
+            assert!(node.join("msp/signcerts").is_dir(), "{}", node.display());
+            assert!(node.join("tls/server.crt").is_file(), "{}", node.display());
+        }
+        let mut ports: Vec<u16> = net
+            .peers
+            .iter()
+            .flat_map(|p| [p.port, p.operations])
+            .collect();
+        ports.extend(net.orderers.iter().flat_map(|o| {
+            [
+                o.ports.client,
+                o.ports.cluster,
+                o.ports.admin,
+                o.ports.operations,
+            ]
+        }));
+        let count = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), count, "ports are distinct");
+
+        let bytes = std::fs::read(&net.genesis_block).unwrap();
+        let block = twill_protos::common::Block::decode(bytes.as_slice()).unwrap();
+        let (_, env) = twill_configtx::channel::config_from_block(&block).unwrap();
+        let cfg =
+            twill_configtx::channel::ChannelConfig::from_config(&env.config.unwrap()).unwrap();
+        for org in [1u8, 2] {
+            let info = &cfg.application_orgs[&format!("Org{org}MSP")];
+            let expected: Vec<(String, u16)> = net
+                .peers
+                .iter()
+                .filter(|p| p.org == org)
+                .map(|p| ("127.0.0.1".to_string(), p.port))
+                .collect();
+            assert_eq!(info.anchor_peers, expected);
+        }
+        assert_eq!(cfg.batch_size.max_message_count, 500);
+        assert_eq!(cfg.batch_timeout, Duration::from_millis(250));
+        let json = twill_configtx::inspect::block_to_json(&block);
+        let text = json.to_string();
+        let app = &json["data"]["data"][0]["payload"]["data"]["config"]["channel_group"]["groups"]
+            ["Application"]["policies"];
+        for name in ["Endorsement", "LifecycleEndorsement"] {
+            let policy = &app[name]["policy"]["value"];
+            assert_eq!(policy["rule"], "MAJORITY", "{name}: {text}");
+            assert_eq!(policy["sub_policy"], "Endorsement", "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn create_keeps_one_peer_per_org_and_fixed_anchor_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = OrdererNet::create(
+            dir.path(),
+            NetOptions {
+                orderers: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(net.peers.is_empty());
+        let org1 = dir
+            .path()
+            .join("organizations/peerOrganizations/org1.example.com/peers");
+        assert!(org1.join("peer0.org1.example.com").is_dir());
+        assert!(!org1.join("peer1.org1.example.com").exists());
+        let bytes = std::fs::read(&net.genesis_block).unwrap();
+        let block = twill_protos::common::Block::decode(bytes.as_slice()).unwrap();
+        let (_, env) = twill_configtx::channel::config_from_block(&block).unwrap();
+        let cfg =
+            twill_configtx::channel::ChannelConfig::from_config(&env.config.unwrap()).unwrap();
+        assert_eq!(
+            cfg.application_orgs["Org2MSP"].anchor_peers,
+            [("127.0.0.1".to_string(), 9051)]
+        );
     }
 }

@@ -89,6 +89,30 @@ impl PeerProc {
         timeout: Duration,
     ) -> anyhow::Result<PeerProc> {
         let ports = free_ports(2)?;
+        PeerProc::start_at(
+            program,
+            root,
+            org,
+            index,
+            files,
+            own_group,
+            timeout,
+            [ports[0], ports[1]],
+        )
+    }
+
+    /// [`PeerProc::start`] on given ports: `[gRPC, operations]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_at(
+        program: &Path,
+        root: &Path,
+        org: u8,
+        index: usize,
+        files: &PeerFiles,
+        own_group: bool,
+        timeout: Duration,
+        ports: [u16; 2],
+    ) -> anyhow::Result<PeerProc> {
         let name = format!("peer{index}.org{org}.example.com");
         let node = root.join(format!(
             "organizations/peerOrganizations/org{org}.example.com/peers/{name}"
@@ -334,11 +358,19 @@ pub(crate) async fn join_peers(
     Ok(())
 }
 
+/// Where the `txid [...] committed ...` lines of the transactions go.
+pub(crate) type Report<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Prints a line on stderr.
+fn to_stderr(line: &str) {
+    eprintln!("{line}");
+}
+
 /// Packages `chaincode` as a `process` package (in `root/cc-code`),
 /// installs it on every peer (`peers[i]` of org `orgs[i]`), approves `basic`
-/// for both orgs (on the first peer of each) and commits it, endorsed by
-/// `commit_peers`. `policy` is the endorsement policy, `None` for the
-/// channel's default (`/Channel/Application/Endorsement`).
+/// once for each org (as its Admin, on its first peer) and commits it,
+/// endorsed by `commit_peers`. `policy` is the endorsement policy, `None`
+/// for the channel's default (`/Channel/Application/Endorsement`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn deploy_chaincode(
     root: &Path,
@@ -349,6 +381,33 @@ pub(crate) async fn deploy_chaincode(
     chaincode: &Path,
     policy: Option<&str>,
     wait: Duration,
+) -> anyhow::Result<String> {
+    deploy_chaincode_reporting(
+        root,
+        peers,
+        orgs,
+        commit_peers,
+        orderer,
+        chaincode,
+        policy,
+        wait,
+        &to_stderr,
+    )
+    .await
+}
+
+/// [`deploy_chaincode`], handing the commit lines to `report`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn deploy_chaincode_reporting(
+    root: &Path,
+    peers: &[PeerTarget],
+    orgs: &[u8],
+    commit_peers: &[PeerTarget],
+    orderer: &OrdererTarget,
+    chaincode: &Path,
+    policy: Option<&str>,
+    wait: Duration,
+    report: Report<'_>,
 ) -> anyhow::Result<String> {
     let code = root.join("cc-code");
     std::fs::create_dir_all(&code).with_context(|| format!("creating {}", code.display()))?;
@@ -373,7 +432,8 @@ pub(crate) async fn deploy_chaincode(
             },
             "chaincode install",
         )
-        .await?;
+        .await
+        .with_context(|| format!("installing {CHAINCODE} on the peer at {}", peer.address))?;
         package_id = InstallChaincodeResult::decode(payload.as_slice())
             .context("the peer's answer is not an InstallChaincodeResult")?
             .package_id;
@@ -419,9 +479,14 @@ pub(crate) async fn deploy_chaincode(
             wait,
             failure: Failure::Lifecycle,
         }
-        .run(&built)
+        .run_reporting(&built, report)
         .await
-        .with_context(|| format!("approving {CHAINCODE} on the peer at {}", peer.address))?;
+        .with_context(|| {
+            format!(
+                "approving {CHAINCODE} for Org{org} on the peer at {}",
+                peer.address
+            )
+        })?;
     }
     let commit = CommitChaincodeDefinitionArgs {
         sequence: 1,
@@ -444,7 +509,7 @@ pub(crate) async fn deploy_chaincode(
         wait,
         failure: Failure::Lifecycle,
     }
-    .run(&built)
+    .run_reporting(&built, report)
     .await
     .with_context(|| format!("committing {CHAINCODE}"))?;
     Ok(package_id)
@@ -458,6 +523,18 @@ pub(crate) async fn create_asset(
     orderer: &OrdererTarget,
     id: &str,
     wait: Duration,
+) -> anyhow::Result<()> {
+    create_asset_reporting(root, peers, orderer, id, wait, &to_stderr).await
+}
+
+/// [`create_asset`], handing the commit lines to `report`.
+pub(crate) async fn create_asset_reporting(
+    root: &Path,
+    peers: &[PeerTarget],
+    orderer: &OrdererTarget,
+    id: &str,
+    wait: Duration,
+    report: Report<'_>,
 ) -> anyhow::Result<()> {
     let user = load_signer(&msp_dir(root, 1, "User1"), "Org1MSP")?;
     let built = build_proposal(
@@ -476,7 +553,7 @@ pub(crate) async fn create_asset(
         wait: Some(wait),
         failure: Failure::Invoke,
     }
-    .run(&built)
+    .run_reporting(&built, report)
     .await
     .with_context(|| format!("invoking CreateAsset {id}"))?;
     Ok(())

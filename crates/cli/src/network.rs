@@ -41,8 +41,8 @@ use twill_protos::peer::ChaincodeInput;
 use crate::chaincode::{OrdererTarget, PeerTarget};
 use crate::netkit::{bin_dir, NetOptions, OrdererNet};
 use crate::netstart::{
-    create_asset, deploy_chaincode, http_get, http_get_status, join_peers, msp_dir, org_dir,
-    tls_ca, wait_leader, PeerFiles, PeerProc, CHAINCODE, CHANNEL,
+    create_asset_reporting, deploy_chaincode_reporting, http_get, http_get_status, join_peers,
+    msp_dir, org_dir, tls_ca, wait_leader, PeerFiles, PeerProc, CHAINCODE, CHANNEL,
 };
 use crate::peer::{build_proposal, load_signer, process_proposal};
 
@@ -53,6 +53,8 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
 const TERM_GRACE: Duration = Duration::from_secs(5);
 const STATE_FILE: &str = "network.json";
 const DEFAULT_STATE_DIR: &str = "./.twill-network";
+/// Most peers per org `up` starts.
+const MAX_PEERS_PER_ORG: u8 = 4;
 
 /// Arguments of `twill network`.
 #[derive(Debug, Args)]
@@ -63,7 +65,9 @@ pub(crate) struct NetworkArgs {
 
 #[derive(Debug, Subcommand)]
 enum NetworkCommand {
-    /// Create and start the network, deploy chaincode `basic` and run a demo transaction.
+    /// Create and start the network (3 Raft orderers, Org1 and Org2 with
+    /// --peers-per-org peers each), deploy chaincode `basic` and run a demo
+    /// transaction.
     Up(UpArgs),
     /// Stop every process of the network (and optionally remove its folder).
     Down(DownArgs),
@@ -76,9 +80,17 @@ struct UpArgs {
     /// Folder holding the network's files, logs and network.json.
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
-    /// Peers of each of the two orgs (only 1 is supported for now).
-    #[arg(long, default_value_t = 1)]
-    peers_per_org: usize,
+    /// Peers of each of the two orgs, 1 to 4: peer0..peer<N-1>.org<1|2>.example.com,
+    /// each with its own port, core.yaml, ledger and log, joined to mychannel,
+    /// with chaincode basic installed, an anchor peer of its org in the
+    /// channel config, and listed in its org's connection profile.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_PEERS_PER_ORG)),
+    )]
+    peers_per_org: u8,
 }
 
 #[derive(Debug, Args)]
@@ -257,7 +269,9 @@ struct Progress {
 impl Progress {
     fn new(steps: u64) -> Progress {
         let bar = ProgressBar::new(steps).with_style(
-            ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
+            // `wide_msg` is cut to the terminal's width: a wrapped line
+            // would leave copies of itself on the screen.
+            ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed:>4} {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -305,9 +319,9 @@ impl Drop for Started {
 }
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
-    if args.peers_per_org != 1 {
+    if !(1..=MAX_PEERS_PER_ORG).contains(&args.peers_per_org) {
         bail!(
-            "--peers-per-org {} is not supported yet: the network has one peer per org",
+            "--peers-per-org must be between 1 and {MAX_PEERS_PER_ORG}, not {}",
             args.peers_per_org
         );
     }
@@ -361,14 +375,21 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut progress = Progress::new(11);
+    let mut progress = Progress::new(UP_STEPS);
     let mut started = Started {
         nodes: Vec::new(),
         orderers: Vec::new(),
         peers: Vec::new(),
         keep: false,
     };
-    let result = up_steps(&rt, &root, &bins, &mut progress, &mut started);
+    let result = up_steps(
+        &rt,
+        &root,
+        &bins,
+        usize::from(args.peers_per_org),
+        &mut progress,
+        &mut started,
+    );
     progress.bar.finish_and_clear();
     match result {
         Ok(summary) => {
@@ -445,15 +466,32 @@ fn leader(ops: &[String]) -> Option<usize> {
     })
 }
 
+/// Number of steps of `up`, for the progress display.
+const UP_STEPS: u64 = 11;
+
+/// Routes the `txid [...] committed` lines of the transactions `up` sends
+/// above the progress display (on stderr as is when there is no display).
+fn progress_report(bar: &ProgressBar) -> impl Fn(&str) + Send + Sync {
+    let bar = bar.clone();
+    move |line: &str| {
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    }
+}
+
 fn up_steps(
     rt: &tokio::runtime::Runtime,
     root: &Path,
     bins: &Path,
+    peers_per_org: usize,
     progress: &mut Progress,
     started: &mut Started,
 ) -> anyhow::Result<String> {
     progress.step("creating crypto material and the genesis block", None);
-    let net = OrdererNet::create(
+    let net = OrdererNet::create_with_peers(
         root,
         NetOptions {
             orderers: 3,
@@ -462,6 +500,7 @@ fn up_steps(
             max_message_count: 500,
             tick_interval: "100ms".into(),
         },
+        peers_per_org,
     )?;
     let mut file = NetworkFile {
         channel: CHANNEL.into(),
@@ -509,18 +548,30 @@ fn up_steps(
     progress.step("waiting for a Raft leader", Some(&net.orderers[0].log));
     wait_leader(&ops, &net.orderers[0].log, SETUP_TIMEOUT)?;
 
-    progress.step("starting the peers", None);
+    let peer_count = net.peers.len();
+    progress.step(&format!("starting the {peer_count} peers"), None);
     let peer_bin = bins.join("twill-peer");
-    for org in [1u8, 2] {
-        let name = format!("peer0.org{org}.example.com");
-        let node_dir = root.join("peers").join(&name);
+    for slot in &net.peers {
+        let node_dir = root.join("peers").join(&slot.name);
         let files = PeerFiles {
             config: node_dir.join("core.yaml"),
             data: node_dir.join("data"),
-            log: root.join("logs").join(format!("{name}.log")),
+            log: root.join("logs").join(format!("{}.log", slot.name)),
         };
         progress.log = Some(files.log.clone());
-        let peer = PeerProc::start(&peer_bin, root, org, 0, &files, true, SETUP_TIMEOUT)?;
+        progress
+            .bar
+            .set_message(format!("starting the {peer_count} peers: {}", slot.name));
+        let peer = PeerProc::start_at(
+            &peer_bin,
+            root,
+            slot.org,
+            slot.index,
+            &files,
+            true,
+            SETUP_TIMEOUT,
+            [slot.port, slot.operations],
+        )?;
         let record = NodeRecord {
             name: peer.name.clone(),
             kind: "peer".into(),
@@ -542,7 +593,10 @@ fn up_steps(
     let orgs: Vec<u8> = started.peers.iter().map(|p| p.org).collect();
     let peer_log = started.peers.first().map(|p| p.log.clone());
 
-    progress.step("joining the peers to mychannel", peer_log.as_deref());
+    progress.step(
+        &format!("joining the {peer_count} peers to mychannel"),
+        peer_log.as_deref(),
+    );
     rt.block_on(join_peers(root, &net.genesis_block, &targets, &orgs))?;
 
     let leader_at = leader(&ops).unwrap_or(0);
@@ -550,7 +604,7 @@ fn up_steps(
         address: net.orderers[leader_at].client_address(),
         tls: Some(ClientTls::new(vec![net.orderer_tls_ca()?])),
     };
-    // One peer of each org endorses and is watched for commits.
+    // peer0 of each org endorses and is watched for commits.
     let mut endorsers = Vec::new();
     for org in [1u8, 2] {
         let i = orgs
@@ -561,11 +615,12 @@ fn up_steps(
     }
 
     progress.step(
-        "deploying chaincode basic (install, approve, commit)",
+        &format!("deploying chaincode basic: install on {peer_count} peers, approve, commit"),
         peer_log.as_deref(),
     );
+    let report = progress_report(&progress.bar);
     let chaincode = bins.join("asset-transfer");
-    let package_id = rt.block_on(deploy_chaincode(
+    let package_id = rt.block_on(deploy_chaincode_reporting(
         root,
         &targets,
         &orgs,
@@ -574,6 +629,7 @@ fn up_steps(
         &chaincode,
         None,
         SETUP_TIMEOUT,
+        &report,
     ))?;
 
     progress.step("running a demo CreateAsset", peer_log.as_deref());
@@ -582,13 +638,20 @@ fn up_steps(
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let asset = format!("asset-{nanos}");
-    rt.block_on(create_asset(
+    rt.block_on(create_asset_reporting(
         root,
         &endorsers,
         &orderer,
         &asset,
         SETUP_TIMEOUT,
+        &report,
     ))?;
+
+    progress.step(
+        &format!("waiting for the {peer_count} peers to reach the same height"),
+        None,
+    );
+    let height = wait_same_height(&started.peers, progress)?;
 
     progress.step("querying ReadAsset", peer_log.as_deref());
     let read = rt.block_on(read_asset(root, &endorsers[0], &asset))?;
@@ -597,14 +660,75 @@ fn up_steps(
     let profiles = write_connection_profiles(root, &started.peers)?;
     progress.bar.inc(1);
 
+    Ok(summary(
+        root,
+        &file,
+        peers_per_org,
+        &package_id,
+        &asset,
+        &read,
+        height,
+        &profiles,
+    ))
+}
+
+/// The height of mychannel on a node, from its `/metrics`.
+fn peer_height(operations: &str) -> Option<u64> {
+    http_get(operations, "/metrics").and_then(|b| metric_value(&b, "ledger_blockchain_height"))
+}
+
+/// Waits until every peer has the height of the highest one (the peers
+/// that endorsed the demo transaction have committed it; the others pull
+/// the same blocks from the orderers); that height.
+fn wait_same_height(peers: &[PeerProc], progress: &mut Progress) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let heights: Vec<Option<u64>> = peers.iter().map(|p| peer_height(&p.operations)).collect();
+        let top = heights.iter().flatten().copied().max().unwrap_or(0);
+        let behind = peers
+            .iter()
+            .zip(&heights)
+            .find(|(_, h)| **h != Some(top) || top == 0);
+        let Some((peer, height)) = behind else {
+            return Ok(top);
+        };
+        progress.log = Some(peer.log.clone());
+        if Instant::now() > deadline {
+            bail!(
+                "{} is at height {} of {CHANNEL}, the other peers at {top}",
+                peer.name,
+                height.map_or("unknown".to_string(), |h| h.to_string())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// What `up` prints at the end.
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    root: &Path,
+    file: &NetworkFile,
+    peers_per_org: usize,
+    package_id: &str,
+    asset: &str,
+    read: &str,
+    height: u64,
+    profiles: &[PathBuf],
+) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "network up in {}", root.display());
+    let _ = writeln!(
+        out,
+        "network up in {} (3 orderers, {peers_per_org} peer(s) per org)",
+        root.display()
+    );
     let _ = writeln!(
         out,
         "chaincode {CHAINCODE} committed on {CHANNEL} ({package_id}, endorsement policy: channel default /Channel/Application/Endorsement)"
     );
     let _ = writeln!(out, "CreateAsset {asset}: VALID");
     let _ = writeln!(out, "ReadAsset {asset}: {read}");
+    let _ = writeln!(out, "every peer at height {height} of {CHANNEL}");
     let _ = writeln!(
         out,
         "\nnodes (also in {}):",
@@ -646,7 +770,7 @@ fn up_steps(
         "stop with: twill network down --state-dir {}",
         root.display()
     );
-    Ok(out)
+    out
 }
 
 /// ReadAsset `id` as Org1's User1 on `peer`; the answer's payload.
