@@ -40,6 +40,13 @@ pub fn with_details(code: Code, message: &str, details: Vec<ErrorDetail>) -> Sta
         }
         text.push_str(&d.message);
     }
+    raw(code, text, details)
+}
+
+/// A status with exactly `message` whose details trailer lists `details`
+/// (for messages that already say what the details say).
+pub fn raw(code: Code, message: String, details: Vec<ErrorDetail>) -> Status {
+    let text = message;
     let status = rpc::Status {
         code: code as i32,
         message: text.clone(),

@@ -184,9 +184,9 @@ impl<S: EndorserSupport> GatewayService<S> {
                 &self.config.local_address,
                 &self.config.local_msp_id,
             )),
-            Err(status) => Err(with_details(
+            Err(status) => Err(error::raw(
                 status.code(),
-                status.message(),
+                status.message().to_owned(),
                 vec![self.local_detail(status.message())],
             )),
         }
@@ -393,7 +393,7 @@ impl<S: EndorserSupport> GatewayService<S> {
                     Err(Failure::Chaincode(d)) => {
                         let message =
                             format!("evaluate call to endorser returned error: {}", d.message);
-                        return Err(with_details(Code::Unknown, &message, vec![d]));
+                        return Err(error::raw(Code::Unknown, message, vec![d]));
                     }
                     Err(Failure::Unreachable(d)) => details.push(d),
                 }

@@ -34,6 +34,7 @@ use twill_protos::peer::{
 };
 
 mod chaincode;
+mod gateway;
 mod ledger;
 
 static ONE_NETWORK_AT_A_TIME: Mutex<()> = Mutex::new(());
