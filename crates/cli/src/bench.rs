@@ -73,6 +73,24 @@ enum BenchCommand {
     ///   target/release/twill bench endorse --duration 10 --concurrency 64
     #[command(verbatim_doc_comment)]
     Endorse(crate::bench_endorse::EndorseBench),
+    /// Committed transactions per second through the Gateway of a running network.
+    ///
+    /// Against a network started by `twill network up` (its --state-dir):
+    /// for the given time keeps --concurrency transactions in flight, each
+    /// a CreateAsset with a unique id that is endorsed through a peer's
+    /// Gateway (as the chaincode's endorsement policy asks: both orgs for
+    /// the network's MAJORITY policy), signed, submitted and followed to its
+    /// commit status. Org1's and Org2's User1 take turns, each through its
+    /// own org's peers. Ends with the line
+    ///   e2e: <N> tx/s, p50 <A> ms, p99 <B> ms, failed <F>
+    /// where N counts transactions committed VALID and latency runs from
+    /// building the proposal to the commit status.
+    ///
+    /// Example (release build):
+    ///   target/release/twill network up
+    ///   target/release/twill bench e2e --duration 30
+    #[command(verbatim_doc_comment)]
+    E2e(crate::bench_e2e::E2eBench),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +121,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Orderer(b) => orderer(b),
         BenchCommand::Commit(b) => crate::bench_commit::commit(b),
         BenchCommand::Endorse(b) => crate::bench_endorse::endorse(b),
+        BenchCommand::E2e(b) => crate::bench_e2e::e2e(b),
     }
 }
 

@@ -693,7 +693,7 @@ fn machine_ticks() -> Option<(f64, f64)> {
 }
 
 /// CPU counters of the processes of interest and of the machine.
-struct CpuWatch {
+pub(crate) struct CpuWatch {
     ticks: f64,
     /// (name, pid, ticks at the start).
     procs: Vec<(String, String, Option<f64>)>,
@@ -702,7 +702,7 @@ struct CpuWatch {
 
 impl CpuWatch {
     /// Starts counting for `procs`: (name, pid or `self`).
-    fn start(procs: &[(String, String)]) -> CpuWatch {
+    pub(crate) fn start(procs: &[(String, String)]) -> CpuWatch {
         let procs = procs
             .iter()
             .map(|(name, pid)| (name.clone(), pid.clone(), process_ticks(pid)))
@@ -715,7 +715,7 @@ impl CpuWatch {
     }
 
     /// `cpu during the load ...`, or `None` without /proc.
-    fn report(&self, elapsed: Duration) -> Option<String> {
+    pub(crate) fn report(&self, elapsed: Duration) -> Option<String> {
         let (busy0, total0) = self.machine?;
         let (busy1, total1) = machine_ticks()?;
         let secs = elapsed.as_secs_f64();

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_commit;
+mod bench_e2e;
 mod bench_endorse;
 pub mod chaincode;
 mod configtxgen;

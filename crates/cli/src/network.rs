@@ -52,7 +52,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Time between SIGTERM and SIGKILL in `down`.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 const STATE_FILE: &str = "network.json";
-const DEFAULT_STATE_DIR: &str = "./.twill-network";
+pub(crate) const DEFAULT_STATE_DIR: &str = "./.twill-network";
 /// Most peers per org `up` starts.
 const MAX_PEERS_PER_ORG: u8 = 4;
 
@@ -125,27 +125,32 @@ pub(crate) fn run(args: NetworkArgs) -> anyhow::Result<()> {
 
 /// One process of the network.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct NodeRecord {
-    name: String,
+pub(crate) struct NodeRecord {
+    /// Node name (`orderer0`, `peer0.org1.example.com`).
+    pub(crate) name: String,
     /// `orderer` or `peer`.
-    kind: String,
-    pid: u32,
+    pub(crate) kind: String,
+    /// Process id.
+    pub(crate) pid: u32,
     /// gRPC endpoint, `127.0.0.1:<port>`.
-    address: String,
+    pub(crate) address: String,
     /// Operations endpoint (`/healthz`, `/metrics`).
-    operations: String,
+    pub(crate) operations: String,
     /// Its log file.
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct NetworkFile {
-    channel: String,
-    nodes: Vec<NodeRecord>,
+pub(crate) struct NetworkFile {
+    /// The channel the network runs.
+    pub(crate) channel: String,
+    /// Its processes.
+    pub(crate) nodes: Vec<NodeRecord>,
 }
 
 impl NetworkFile {
-    fn read(dir: &Path) -> anyhow::Result<Option<NetworkFile>> {
+    /// Reads `<dir>/network.json`; `None` if there is none.
+    pub(crate) fn read(dir: &Path) -> anyhow::Result<Option<NetworkFile>> {
         let path = dir.join(STATE_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
