@@ -21,7 +21,8 @@ chaincode-examples/asset-transfer-node/install.sh
 node --test chaincode-examples/asset-transfer-node/test/
 
 step "cargo test"
-cargo test --workspace --locked
+# End-to-end tests start the binaries built above rather than building them.
+TWILL_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" cargo test --workspace --locked
 
 step "interop tests with Fabric's npm packages (tests/interop)"
 TWILL_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/twill" tests/interop/run.sh

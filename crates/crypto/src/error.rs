@@ -122,7 +122,7 @@ pub enum CryptoError {
     #[error("signature s is not in the lower half of the group order")]
     HighS,
     /// The signature is well formed but does not match the key and message.
-    #[error("signature verification failed")]
+    #[error("the signature does not match the message and public key")]
     BadSignature,
     /// The private key bytes could not be parsed as a P-256 key.
     #[error("invalid P-256 private key ({encoding})")]

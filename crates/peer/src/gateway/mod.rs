@@ -20,6 +20,7 @@
 //! through one connection can be submitted, and its status asked, through
 //! another (Fabric's offline-signing flow).
 
+mod broadcast;
 pub mod conn;
 pub mod endorse;
 pub mod error;
@@ -43,7 +44,6 @@ use twill_protos::gateway::{
     EndorseResponse, ErrorDetail, EvaluateRequest, EvaluateResponse, SignedChaincodeEventsRequest,
     SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
-use twill_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use twill_protos::peer::{ProposalResponse, SignedProposal};
 
 use crate::channel::Channel;
@@ -83,6 +83,7 @@ pub struct GatewayService<S> {
     endorser: Arc<EndorserService<S>>,
     config: GatewayConfig,
     conns: Arc<Connections>,
+    broadcaster: broadcast::Broadcaster,
     next_orderer: AtomicUsize,
     shutdown: watch::Receiver<bool>,
 }
@@ -110,6 +111,7 @@ impl<S: EndorserSupport> GatewayService<S> {
             endorser,
             config,
             conns,
+            broadcaster: broadcast::Broadcaster::default(),
             next_orderer: AtomicUsize::new(0),
             shutdown,
         }
@@ -461,38 +463,26 @@ impl<S: EndorserSupport> GatewayService<S> {
         address: &str,
         envelope: &Envelope,
     ) -> Result<(), BroadcastFailure> {
-        let grpc = self
-            .conns
-            .get(Kind::Orderer, channel_id, cfg, address)
-            .map_err(BroadcastFailure::Unavailable)?;
-        let mut client = twill_comm::with_message_limits!(AtomicBroadcastClient::new(grpc));
-        let attempt = async {
-            let mut stream = client
-                .broadcast(tokio_stream::once(envelope.clone()))
-                .await?
-                .into_inner();
-            stream.message().await
-        };
-        let answer = match tokio::time::timeout(BROADCAST_TIMEOUT, attempt).await {
+        let key = (
+            channel_id.to_owned(),
+            address.to_owned(),
+            cfg.config.sequence,
+        );
+        let conns = &self.conns;
+        let sent = self.broadcaster.send(
+            key,
+            || conns.get(Kind::Orderer, channel_id, cfg, address),
+            envelope.clone(),
+        );
+        let answer = match tokio::time::timeout(BROADCAST_TIMEOUT, sent).await {
             Err(_) => {
                 return Err(BroadcastFailure::Unavailable(format!(
                     "no answer within {}s",
                     BROADCAST_TIMEOUT.as_secs()
                 )))
             }
-            Ok(Err(status)) => {
-                return Err(BroadcastFailure::Unavailable(format!(
-                    "rpc error: code = {:?} desc = {}",
-                    status.code(),
-                    status.message()
-                )))
-            }
-            Ok(Ok(None)) => {
-                return Err(BroadcastFailure::Unavailable(
-                    "the orderer closed the stream without an answer".into(),
-                ))
-            }
-            Ok(Ok(Some(r))) => r,
+            Ok(Err(message)) => return Err(BroadcastFailure::Unavailable(message)),
+            Ok(Ok(r)) => r,
         };
         let status = FabricStatus::try_from(answer.status).unwrap_or(FabricStatus::Unknown);
         match status {
@@ -564,6 +554,7 @@ impl<S: EndorserSupport> GatewayService<S> {
     async fn do_commit_status(
         &self,
         signed: SignedCommitStatusRequest,
+        deadline: Option<Duration>,
     ) -> Result<CommitStatusResponse, Status> {
         let request = CommitStatusRequest::decode(signed.request.as_slice()).map_err(|e| {
             Status::invalid_argument(format!("error unmarshalling CommitStatusRequest: {e}"))
@@ -588,6 +579,15 @@ impl<S: EndorserSupport> GatewayService<S> {
         let store = channel.store().clone();
         let mut heights = store.subscribe();
         let mut shutdown = self.shutdown.clone();
+        // Answer DEADLINE_EXCEEDED just before the client's deadline, rather
+        // than let the server's timeout cancel the call.
+        let expiry = async {
+            match deadline {
+                Some(d) => tokio::time::sleep(d.saturating_sub(DEADLINE_MARGIN)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
         loop {
             let location = store.tx_location(&request.transaction_id).map_err(|e| {
                 Status::aborted(format!(
@@ -608,9 +608,34 @@ impl<S: EndorserSupport> GatewayService<S> {
                 _ = async { shutdown.wait_for(|s| *s).await.map(drop) } => {
                     return Err(Status::unavailable("the peer is shutting down"));
                 }
+                () = &mut expiry => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "transaction {} was not committed before the call's deadline",
+                        request.transaction_id
+                    )));
+                }
             }
         }
     }
+}
+
+/// How long before the client's deadline a waiting call gives up.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
+/// The `grpc-timeout` a client set on a call, if any.
+fn grpc_timeout<T>(request: &Request<T>) -> Option<Duration> {
+    let text = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// Why one orderer did not take a transaction.
@@ -664,7 +689,8 @@ impl<S: EndorserSupport> Gateway for GatewayService<S> {
         &self,
         request: Request<SignedCommitStatusRequest>,
     ) -> Result<Response<CommitStatusResponse>, Status> {
-        self.do_commit_status(request.into_inner())
+        let deadline = grpc_timeout(&request);
+        self.do_commit_status(request.into_inner(), deadline)
             .await
             .map(Response::new)
     }
@@ -688,5 +714,27 @@ impl<S: EndorserSupport> Gateway for GatewayService<S> {
         let signed = request.into_inner();
         let stream = events::open(self, signed)?;
         Ok(Response::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        let with = |v: &str| {
+            let mut r = Request::new(());
+            r.metadata_mut()
+                .insert("grpc-timeout", v.parse().unwrap_or_else(|_| unreachable!()));
+            grpc_timeout(&r)
+        };
+        assert_eq!(with("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(with("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(with("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(with("10u"), Some(Duration::from_micros(10)));
+        assert_eq!(with("x"), None);
+        assert_eq!(with("5Q"), None);
+        assert_eq!(grpc_timeout(&Request::new(())), None);
     }
 }
