@@ -45,7 +45,7 @@ pub(crate) struct E2eBench {
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Transactions in flight at once (each waits for its commit).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 512)]
     concurrency: usize,
     /// HTTP/2 connections per peer.
     #[arg(long, default_value_t = 8)]
