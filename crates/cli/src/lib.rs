@@ -15,6 +15,7 @@ mod bench;
 mod bench_commit;
 mod bench_e2e;
 mod bench_endorse;
+mod ca;
 pub mod chaincode;
 mod configtxgen;
 mod cryptogen;
@@ -105,6 +106,14 @@ enum Command {
     ///   twill network down --clean
     #[command(verbatim_doc_comment)]
     Network(network::NetworkArgs),
+    /// Enroll, register and revoke identities with a Fabric CA, writing Fabric msp folders
+    /// (Fabric's fabric-ca-client).
+    ///
+    /// Example:
+    ///   twill ca enroll -u https://admin:adminpw@localhost:7054 --caname ca-org1 \
+    ///       --tls.certfiles ca-tls.pem --mspdir org1/admin/msp
+    #[command(verbatim_doc_comment)]
+    Ca(ca::CaArgs),
 }
 
 /// Runs the CLI with the given arguments; returns the process exit code.
@@ -130,6 +139,7 @@ where
         Command::Chaincode(args) => chaincode::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Network(args) => network::run(args),
+        Command::Ca(args) => ca::run(args),
     };
     match result {
         Ok(()) => 0,
