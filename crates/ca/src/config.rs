@@ -1,0 +1,354 @@
+//! Command line and configuration file of `twill-ca`.
+//!
+//! The file is a subset of Fabric's `fabric-ca-server-config.yaml` (keys
+//! matched case-insensitively; other Fabric keys are accepted and
+//! reported as ignored): `port`, `tls.enabled/certfile/keyfile`, `ca.name`,
+//! `registry.maxenrollments`, `registry.identities[]`, `affiliations`,
+//! `signing.default.expiry`, `csr.cn`, `csr.names[0]`, `csr.ca.expiry`.
+//! Command-line flags override the file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::api::Attribute;
+use crate::error::{CaError, CaResult};
+use crate::service::{BootstrapIdentity, CaSettings};
+
+/// `twill-ca` command line.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "twill-ca",
+    version,
+    about = "Twill certificate authority (Fabric CA compatible)"
+)]
+pub struct CaArgs {
+    /// Home directory: CA key and certificate, registry database.
+    #[arg(long, env = "TWILL_CA_HOME", default_value = ".")]
+    pub home: PathBuf,
+    /// Listening port (0 picks a free one).
+    #[arg(long, short = 'p')]
+    pub port: Option<u16>,
+    /// Listening address.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+    /// Bootstrap identity `id:secret`, registered with every registrar
+    /// attribute on first start.
+    #[arg(long, short = 'b')]
+    pub boot: Option<String>,
+    /// Name of the CA.
+    #[arg(long)]
+    pub ca_name: Option<String>,
+    /// TLS certificate (PEM); with --tls-key turns TLS on.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A fabric-ca-server-config.yaml (subset).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub config_check: bool,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct CaConfig {
+    /// Home directory.
+    pub home: PathBuf,
+    /// Address to bind.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+    /// TLS certificate and key files.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA settings.
+    pub settings: CaSettings,
+    /// Fabric keys present in the file that Twill ignores.
+    pub ignored: Vec<String>,
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn int(v: &Value, field: &str) -> CaResult<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .ok_or_else(|| CaError::Config(format!("{field}: expected an integer")))
+}
+
+/// Parses a Go-style duration (`8760h`, `30m`, `1h30m`, `90s`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            total += n * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                'd' => 86_400,
+                'y' => 365 * 86_400,
+                _ => return None,
+            };
+        }
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+const KNOWN: &[&str] = &[
+    "port",
+    "tls",
+    "ca",
+    "registry",
+    "affiliations",
+    "signing",
+    "csr",
+];
+
+impl CaConfig {
+    /// Resolves `args` (and the file they name) into a configuration.
+    pub fn load(args: &CaArgs) -> CaResult<Self> {
+        let mut cfg = CaConfig {
+            home: args.home.clone(),
+            address: args.address.clone(),
+            port: 7054,
+            tls: None,
+            settings: CaSettings::default(),
+            ignored: Vec::new(),
+        };
+        if let Some(path) = &args.config {
+            cfg.apply_file(path)?;
+        }
+        if let Some(p) = args.port {
+            cfg.port = p;
+        }
+        if let Some(n) = &args.ca_name {
+            cfg.settings.name = n.clone();
+        }
+        if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+            cfg.tls = Some((c.clone(), k.clone()));
+        }
+        if let Some(b) = &args.boot {
+            let (id, secret) = b
+                .split_once(':')
+                .ok_or_else(|| CaError::Config("-b must be <id>:<secret>".into()))?;
+            if id.is_empty() || secret.is_empty() {
+                return Err(CaError::Config("-b must be <id>:<secret>".into()));
+            }
+            cfg.settings.bootstrap.retain(|i| i.id != id);
+            cfg.settings.bootstrap.insert(
+                0,
+                BootstrapIdentity {
+                    id: id.into(),
+                    secret: secret.into(),
+                    ..BootstrapIdentity::default()
+                },
+            );
+        }
+        if cfg.settings.root_subject.cn == "twill-ca" && !cfg.settings.name.is_empty() {
+            cfg.settings.root_subject.cn = cfg.settings.name.clone();
+        }
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> CaResult<()> {
+        let text_in = std::fs::read_to_string(path).map_err(|source| CaError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let doc: Value = serde_saphyr::from_str(&text_in)
+            .map_err(|e| CaError::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let field = |f: &str| format!("{}: {f}", path.display());
+        if let Some(obj) = doc.as_object() {
+            for k in obj.keys() {
+                if !KNOWN.iter().any(|n| n.eq_ignore_ascii_case(k)) {
+                    self.ignored.push(k.clone());
+                }
+            }
+        }
+        if let Some(p) = get(&doc, "port") {
+            self.port = u16::try_from(int(p, &field("port"))?)
+                .map_err(|_| CaError::Config(field("port: out of range")))?;
+        }
+        if let Some(tls) = get(&doc, "tls") {
+            let enabled =
+                get(tls, "enabled").is_some_and(|v| v.as_bool() == Some(true) || text(v) == "true");
+            if enabled {
+                let file = |k: &str| -> CaResult<PathBuf> {
+                    let p = get(tls, k)
+                        .map(text)
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| {
+                            CaError::Config(field(&format!("tls.{k}: required when tls.enabled")))
+                        })?;
+                    Ok(base.join(p))
+                };
+                self.tls = Some((file("certfile")?, file("keyfile")?));
+            }
+        }
+        if let Some(name) = get(&doc, "ca").and_then(|c| get(c, "name")) {
+            self.settings.name = text(name);
+        }
+        if let Some(reg) = get(&doc, "registry") {
+            if let Some(m) = get(reg, "maxenrollments") {
+                self.settings.max_enrollments = int(m, &field("registry.maxenrollments"))?;
+            }
+            if let Some(ids) = get(reg, "identities").and_then(Value::as_array) {
+                for (i, idv) in ids.iter().enumerate() {
+                    let f = |k: &str| get(idv, k).map(text).unwrap_or_default();
+                    let id = f("name");
+                    if id.is_empty() {
+                        return Err(CaError::Config(field(&format!(
+                            "registry.identities[{i}].name: required"
+                        ))));
+                    }
+                    let attrs = get(idv, "attrs").and_then(Value::as_object).map(|m| {
+                        m.iter()
+                            .map(|(k, v)| Attribute {
+                                name: k.clone(),
+                                value: text(v),
+                                ecert: false,
+                            })
+                            .collect()
+                    });
+                    self.settings.bootstrap.push(BootstrapIdentity {
+                        id,
+                        secret: f("pass"),
+                        id_type: f("type"),
+                        affiliation: f("affiliation"),
+                        max_enrollments: match get(idv, "maxenrollments") {
+                            Some(v) => int(v, &field("registry.identities.maxenrollments"))?,
+                            None => 0,
+                        },
+                        attrs,
+                    });
+                }
+            }
+        }
+        if let Some(affs) = get(&doc, "affiliations") {
+            let mut out = Vec::new();
+            flatten_affiliations(affs, "", &mut out);
+            self.settings.affiliations = out;
+        }
+        if let Some(exp) = get(&doc, "signing")
+            .and_then(|s| get(s, "default"))
+            .and_then(|d| get(d, "expiry"))
+        {
+            self.settings.cert_validity = parse_duration(&text(exp))
+                .ok_or_else(|| CaError::Config(field("signing.default.expiry: not a duration")))?;
+        }
+        if let Some(csr) = get(&doc, "csr") {
+            if let Some(cn) = get(csr, "cn") {
+                self.settings.root_subject.cn = text(cn);
+            }
+            if let Some(n) = get(csr, "names")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+            {
+                let f = |k: &str| get(n, k).map(text).filter(|s| !s.is_empty());
+                let s = &mut self.settings.root_subject;
+                s.c = f("C");
+                s.st = f("ST");
+                s.l = f("L");
+                s.o = f("O");
+                s.ou = f("OU");
+            }
+            if let Some(exp) = get(csr, "ca").and_then(|c| get(c, "expiry")) {
+                self.settings.root_validity = parse_duration(&text(exp))
+                    .ok_or_else(|| CaError::Config(field("csr.ca.expiry: not a duration")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn flatten_affiliations(v: &Value, prefix: &str, out: &mut Vec<String>) {
+    let join = |n: &str| {
+        if prefix.is_empty() {
+            n.to_string()
+        } else {
+            format!("{prefix}.{n}")
+        }
+    };
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let name = join(k);
+                out.push(name.clone());
+                flatten_affiliations(child, &name, out);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                match i {
+                    Value::Object(_) => flatten_affiliations(i, prefix, out),
+                    other => out.push(join(&text(other))),
+                }
+            }
+        }
+        Value::Null => {}
+        other => out.push(join(&text(other))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("8760h"),
+            Some(Duration::from_secs(8760 * 3600))
+        );
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("10"), None);
+    }
+
+    #[test]
+    fn affiliations_flatten() {
+        let v: Value =
+            serde_json::json!({"org1": ["department1", "department2"], "org2": ["department1"]});
+        let mut out = Vec::new();
+        flatten_affiliations(&v, "", &mut out);
+        assert_eq!(
+            out,
+            [
+                "org1",
+                "org1.department1",
+                "org1.department2",
+                "org2",
+                "org2.department1"
+            ]
+        );
+    }
+}

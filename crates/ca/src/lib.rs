@@ -1,0 +1,89 @@
+//! `twill-ca`: Twill's certificate authority, compatible with Hyperledger
+//! Fabric CA clients (the npm `fabric-ca-client`, `fabric-ca-client` CLI
+//! flows, and `twill ca`).
+//!
+//! It serves Fabric CA's REST API (`/api/v1/cainfo`, `enroll`, `reenroll`,
+//! `register`, `revoke`, `gencrl`, `identities`, `affiliations`,
+//! `certificates`) with Fabric CA's JSON envelope, Basic authentication for
+//! `enroll` and Fabric's signed-token authentication for everything else.
+//! Issued certificates are X.509 v3 with `CN` = enrollment ID, `OU` = the
+//! identity type (Fabric NodeOUs) followed by one `OU` per affiliation
+//! segment, and the attributes as raw JSON in extension `1.2.3.4.5.6.7.8.1`.
+//!
+//! Layout:
+//! - [`api`]: request/response JSON types and token helpers (for clients too);
+//! - [`service`]: the operations ([`service::Ca`]), independent of HTTP;
+//! - [`registry`]: identities, affiliations and certificates in sled;
+//! - [`signer`]: the CA key and root certificate, issuing, CRLs;
+//! - [`server`]: the axum router and listener (plain HTTP or rustls TLS);
+//! - [`config`]: command line and `fabric-ca-server-config.yaml` subset.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), twill_ca::CaError> {
+//! use twill_ca::service::{BootstrapIdentity, Ca, CaSettings};
+//! let settings = CaSettings {
+//!     name: "ca-org1".into(),
+//!     bootstrap: vec![BootstrapIdentity { id: "admin".into(), secret: "adminpw".into(), ..Default::default() }],
+//!     ..CaSettings::default()
+//! };
+//! let ca = Ca::open(std::path::Path::new("/tmp/ca-home"), settings)?;
+//! println!("{}", ca.cainfo().ca_name);
+//! # Ok(()) }
+//! ```
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod signer;
+
+pub use error::{CaError, CaResult};
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Opens the CA described by `config`, binds its listener, prints
+/// `listening on <scheme>://<addr>` on stdout, and serves until `shutdown`.
+pub async fn run<F>(config: config::CaConfig, shutdown: F) -> CaResult<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let home = config.home.clone();
+    let settings = config.settings.clone();
+    let ca = tokio::task::spawn_blocking(move || service::Ca::open(&home, settings))
+        .await
+        .map_err(|e| CaError::Config(format!("startup task failed: {e}")))??;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(
+            twill_comm::ServerTls::from_files(
+                &twill_comm::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    root_cas: Vec::new(),
+                },
+                twill_comm::ClientAuth::None,
+            )
+            .map_err(|e| CaError::Config(format!("TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    let addr = format!("{}:{}", config.address, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| CaError::Io {
+            path: addr.clone().into(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| CaError::Io {
+        path: addr.into(),
+        source,
+    })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(target: "ca::server", %local, scheme, ca_name = %ca.name(), "twill-ca listening");
+    println!("listening on {scheme}://{local}");
+    server::serve(Arc::new(ca), server::Listen { listener, tls }, shutdown).await
+}

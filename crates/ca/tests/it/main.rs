@@ -1,0 +1,615 @@
+//! End-to-end tests: start the real `twill-ca` process on a free port with a
+//! temporary home and drive it over HTTP/1.1 like Fabric CA clients do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use serde_json::{json, Value};
+use twill_ca::api::{authorization_token, basic_auth, token_message};
+use x509_parser::prelude::{FromDer as _, X509Certificate};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(home: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_twill-ca"))
+            .arg("--home")
+            .arg(home)
+            .args(["--port", "0", "--ca-name", "ca-org1", "-b", "admin:adminpw"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start twill-ca");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    fn stop(mut self) {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Sends one request (chunked body, no Content-Type, like the Node
+    /// client) and returns the status and the JSON body.
+    fn call(&self, method: &str, uri: &str, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let mut req = format!(
+            "{method} {uri} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(a) = auth {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        if method == "GET" || method == "DELETE" {
+            req.push_str("\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+        } else {
+            req.push_str("Transfer-Encoding: chunked\r\n\r\n");
+            s.write_all(req.as_bytes()).unwrap();
+            if !body.is_empty() {
+                s.write_all(format!("{:x}\r\n", body.len()).as_bytes())
+                    .unwrap();
+                s.write_all(body).unwrap();
+                s.write_all(b"\r\n").unwrap();
+            }
+            s.write_all(b"0\r\n\r\n").unwrap();
+        }
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let text = String::from_utf8(resp).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(
+            !head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        (
+            status,
+            serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An enrolled identity: key and certificate.
+struct Identity {
+    key: KeyPair,
+    cert_pem: String,
+}
+
+impl Identity {
+    fn token(&self, method: &str, uri: &str, body: &[u8]) -> String {
+        let msg = token_message(method, uri, body, self.cert_pem.as_bytes());
+        let rng = ring::rand::SystemRandom::new();
+        let k = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &self.key.serialize_der(),
+            &rng,
+        )
+        .unwrap();
+        let sig = k.sign(&rng, msg.as_bytes()).unwrap();
+        authorization_token(self.cert_pem.as_bytes(), sig.as_ref())
+    }
+
+    fn call(&self, srv: &Server, method: &str, uri: &str, body: &Value) -> (u16, Value) {
+        let b = if method == "GET" || method == "DELETE" {
+            Vec::new()
+        } else {
+            serde_json::to_vec(body).unwrap()
+        };
+        srv.call(method, uri, Some(&self.token(method, uri, &b)), &b)
+    }
+}
+
+fn csr(cn: &str) -> (KeyPair, String) {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CountryName, "US");
+    p.distinguished_name
+        .push(DnType::OrganizationalUnitName, "dropped");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    let pem = p
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap()
+        .replace('\n', "\r\n");
+    (key, pem)
+}
+
+fn enroll(srv: &Server, id: &str, secret: &str, extra: Value) -> Result<Identity, (u16, Value)> {
+    let (key, csr_pem) = csr(id);
+    let mut body = json!({"certificate_request": csr_pem, "caname": "ca-org1"});
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    let (st, v) = srv.call(
+        "POST",
+        "/api/v1/enroll",
+        Some(&basic_auth(id, secret)),
+        &serde_json::to_vec(&body).unwrap(),
+    );
+    if !v["success"].as_bool().unwrap() {
+        return Err((st, v));
+    }
+    assert_eq!(st, 201);
+    let cert_pem =
+        String::from_utf8(B64.decode(v["result"]["Cert"].as_str().unwrap()).unwrap()).unwrap();
+    assert!(v["result"]["ServerInfo"]["CAChain"].as_str().unwrap().len() > 100);
+    Ok(Identity { key, cert_pem })
+}
+
+fn der(pem_text: &str) -> Vec<u8> {
+    pem::parse(pem_text).unwrap().contents().to_vec()
+}
+
+fn error_of(v: &Value) -> (i64, String) {
+    assert_eq!(v["success"], false, "{v}");
+    (
+        v["errors"][0]["code"].as_i64().unwrap(),
+        v["errors"][0]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+fn identities(admin: &Identity, srv: &Server) -> Value {
+    let (st, v) = admin.call(srv, "GET", "/api/v1/identities?ca=ca-org1", &Value::Null);
+    assert_eq!(st, 200, "{v}");
+    let mut ids: Vec<Value> = v["result"]["identities"].as_array().unwrap().clone();
+    ids.sort_by_key(|i| i["id"].as_str().unwrap().to_string());
+    Value::Array(ids)
+}
+
+#[test]
+fn full_flow_and_refusals() {
+    let home = tempfile::tempdir().unwrap();
+    let srv = Server::start(home.path(), &[]);
+
+    // cainfo, GET and POST, with and without the prefix.
+    for (m, uri) in [
+        ("GET", "/api/v1/cainfo"),
+        ("POST", "/cainfo"),
+        ("POST", "/api/v1/cainfo"),
+    ] {
+        let (st, v) = srv.call(m, uri, None, b"{\"caname\":\"ca-org1\"}");
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["result"]["CAName"], "ca-org1");
+        assert_eq!(v["result"]["IssuerPublicKey"], "");
+        let chain = B64
+            .decode(v["result"]["CAChain"].as_str().unwrap())
+            .unwrap();
+        assert!(String::from_utf8(chain)
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
+    }
+    let (st, v) = srv.call("GET", "/api/v1/cainfo?ca=nope", None, b"");
+    assert_eq!(st, 404);
+    assert_eq!(error_of(&v), (19, "CA 'nope' does not exist".into()));
+
+    // Key file mode.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(home.path().join("ca-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Bad password, then the admin.
+    let (st, v) = enroll(&srv, "admin", "wrong", json!({})).err().unwrap();
+    assert_eq!(st, 401);
+    assert_eq!(error_of(&v), (20, "Authentication failure".into()));
+    let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+    let cert_der = der(&admin.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&cert_der).unwrap();
+    assert_eq!(cert.version().0, 2, "v3");
+    assert!(cert.subject().to_string().contains("CN=admin"));
+
+    // Register with attributes.
+    let reg = json!({"id": "user1", "type": "client", "affiliation": "org1.department1", "max_enrollments": 2,
+        "attrs": [{"name": "role", "value": "auditor", "ecert": true}, {"name": "hidden", "value": "x"}], "caname": "ca-org1"});
+    let (st, v) = admin.call(&srv, "POST", "/api/v1/register", &reg);
+    assert_eq!(st, 201, "{v}");
+    let secret = v["result"]["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 12);
+    let before = identities(&admin, &srv);
+
+    // Duplicate registration changes nothing.
+    let (st, v) = admin.call(&srv, "POST", "/api/v1/register", &reg);
+    assert_eq!(st, 500);
+    assert_eq!(
+        error_of(&v),
+        (
+            0,
+            "Registration of 'user1' failed: Identity 'user1' is already registered".into()
+        )
+    );
+    assert_eq!(identities(&admin, &srv), before);
+
+    // Enroll user1: OUs, CN, attribute extension as raw JSON.
+    let user = enroll(&srv, "user1", &secret, json!({})).unwrap();
+    let cert_der = der(&user.cert_pem);
+    let (_, cert) = X509Certificate::from_der(&cert_der).unwrap();
+    assert_eq!(cert.version().0, 2);
+    let ous: Vec<&str> = cert
+        .subject()
+        .iter_organizational_unit()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(ous, ["client", "org1", "department1"]);
+    assert_eq!(
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "user1"
+    );
+    assert_eq!(
+        cert.subject()
+            .iter_country()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "US"
+    );
+    let ext = cert
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.2.3.4.5.6.7.8.1")
+        .expect("attribute extension");
+    let attrs: Value = serde_json::from_slice(ext.value).expect("raw JSON extension");
+    assert_eq!(
+        attrs,
+        json!({"attrs": {"hf.Affiliation": "org1.department1", "hf.EnrollmentID": "user1", "hf.Type": "client", "role": "auditor"}})
+    );
+    // Issued by the CA: verify with the CA key.
+    let (_, v) = srv.call("GET", "/api/v1/cainfo", None, b"");
+    let chain = String::from_utf8(
+        B64.decode(v["result"]["CAChain"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let ca_der = der(&chain);
+    let (_, ca_cert) = X509Certificate::from_der(&ca_der).unwrap();
+    cert.verify_signature(Some(ca_cert.public_key())).unwrap();
+    assert!(ca_cert.is_ca());
+
+    // attr_reqs: only the requested ones; missing non-optional refused.
+    let user_b = enroll(
+        &srv,
+        "user1",
+        &secret,
+        json!({"attr_reqs": [{"name": "hidden"}, {"name": "nope", "optional": true}]}),
+    )
+    .unwrap();
+    let cert_b_der = der(&user_b.cert_pem);
+    let (_, cert_b) = X509Certificate::from_der(&cert_b_der).unwrap();
+    let ext = cert_b
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.2.3.4.5.6.7.8.1")
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(ext.value).unwrap(),
+        json!({"attrs": {"hidden": "x"}})
+    );
+
+    // Max enrollments (2) reached: refused, count unchanged.
+    let (st, v) = enroll(&srv, "user1", &secret, json!({})).err().unwrap();
+    assert_eq!(
+        (st, error_of(&v)),
+        (401, (20, "Authentication failure".into()))
+    );
+    let (_, certs) = admin.call(&srv, "GET", "/api/v1/certificates?id=user1", &Value::Null);
+    assert_eq!(certs["result"]["certs"].as_array().unwrap().len(), 2);
+
+    // Reenroll with token auth.
+    let (key2, csr2) = csr("user1");
+    let body = json!({"certificate_request": csr2});
+    let (st, v) = user.call(&srv, "POST", "/api/v1/reenroll", &body);
+    assert_eq!(st, 201, "{v}");
+    let re = Identity {
+        key: key2,
+        cert_pem: String::from_utf8(B64.decode(v["result"]["Cert"].as_str().unwrap()).unwrap())
+            .unwrap(),
+    };
+
+    // A registrar without hf.Registrar.Roles for the type.
+    let (_, v) = admin.call(&srv, "POST", "/api/v1/register", &json!({"id": "reg1", "secret": "reg1pw", "type": "client",
+        "attrs": [{"name": "hf.Registrar.Roles", "value": "client"}, {"name": "hf.Registrar.Attributes", "value": "*"}]}));
+    assert!(v["success"].as_bool().unwrap(), "{v}");
+    let reg1 = enroll(&srv, "reg1", "reg1pw", json!({})).unwrap();
+    let before = identities(&admin, &srv);
+    let (st, v) = reg1.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "peer9", "type": "peer"}),
+    );
+    assert_eq!(
+        (st, error_of(&v)),
+        (403, (71, "Authorization failure".into()))
+    );
+    // Nor may it grant hf.Revoker it lacks.
+    let (st, v) = reg1.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "c9", "type": "client", "attrs": [{"name": "hf.Revoker", "value": "true"}]}),
+    );
+    assert_eq!((st, error_of(&v).0), (403, 71));
+    assert_eq!(identities(&admin, &srv), before);
+    // But a client is fine.
+    let (st, _) = reg1.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "c10", "type": "client"}),
+    );
+    assert_eq!(st, 201);
+    // reg1 cannot revoke.
+    let (st, v) = reg1.call(&srv, "POST", "/api/v1/revoke", &json!({"id": "c10"}));
+    assert_eq!((st, error_of(&v).0), (403, 71));
+
+    // Tampered token: body changed after signing.
+    let b = serde_json::to_vec(&json!({"id": "x1"})).unwrap();
+    let tok = admin.token("POST", "/api/v1/register", &b);
+    let before = identities(&admin, &srv);
+    let (st, v) = srv.call("POST", "/api/v1/register", Some(&tok), br#"{"id":"x2"}"#);
+    assert_eq!(
+        (st, error_of(&v)),
+        (401, (20, "Authentication failure".into()))
+    );
+    // Token for another URI.
+    let tok = admin.token("POST", "/api/v1/other", &b);
+    let (st, _) = srv.call("POST", "/api/v1/register", Some(&tok), &b);
+    assert_eq!(st, 401);
+    assert_eq!(identities(&admin, &srv), before);
+
+    // Malformed CSR; CSR with a different CN.
+    let (_, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "u3", "secret": "u3pw", "max_enrollments": 1}),
+    );
+    assert!(v["success"].as_bool().unwrap());
+    let (st, v) = srv.call("POST", "/api/v1/enroll", Some(&basic_auth("u3", "u3pw")), br#"{"certificate_request":"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"}"#);
+    assert_eq!((st, error_of(&v).0), (400, 31));
+    let (_, other_csr) = csr("someone-else");
+    let (st, v) = srv.call(
+        "POST",
+        "/api/v1/enroll",
+        Some(&basic_auth("u3", "u3pw")),
+        &serde_json::to_vec(&json!({"certificate_request": other_csr})).unwrap(),
+    );
+    assert_eq!(
+        (st, error_of(&v)),
+        (
+            403,
+            (
+                31,
+                "The CSR subject common name must equal the enrollment ID".into()
+            )
+        )
+    );
+    // Those refusals did not use up u3's single enrollment.
+    enroll(&srv, "u3", "u3pw", json!({})).unwrap();
+
+    // Revoke the reenrolled cert by serial + AKI, with a CRL.
+    let rc_der = der(&re.cert_pem);
+    let (_, rc) = X509Certificate::from_der(&rc_der).unwrap();
+    let serial = rc.raw_serial_as_string().replace(':', "");
+    let aki = rc
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                Some(hex::encode(a.key_identifier.as_ref().unwrap().0))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let (st, v) = admin.call(&srv, "POST", "/api/v1/revoke", &json!({"serial": serial.to_uppercase(), "aki": aki, "reason": "keycompromise", "gencrl": true}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["RevokedCerts"].as_array().unwrap().len(), 1);
+    let crl_pem =
+        String::from_utf8(B64.decode(v["result"]["CRL"].as_str().unwrap()).unwrap()).unwrap();
+    assert!(crl_pem.contains("BEGIN X509 CRL"));
+    // The revoked cert no longer authenticates.
+    let (st, _) = re.call(&srv, "GET", "/api/v1/identities", &Value::Null);
+    assert_eq!(st, 401);
+    // Revoking it again: 66.
+    let (_, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/revoke",
+        &json!({"serial": serial, "aki": aki}),
+    );
+    assert_eq!(error_of(&v).0, 66);
+
+    // gencrl lists the serial.
+    let (st, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/gencrl",
+        &json!({"caname": "ca-org1", "revokedBefore": null}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let crl_pem =
+        String::from_utf8(B64.decode(v["result"]["CRL"].as_str().unwrap()).unwrap()).unwrap();
+    let crl_der = der(&crl_pem);
+    let (_, crl) =
+        x509_parser::revocation_list::CertificateRevocationList::from_der(&crl_der).unwrap();
+    let listed: Vec<String> = crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial_as_string().replace(':', ""))
+        .collect();
+    assert_eq!(listed, vec![serial.clone()]);
+    crl.verify_signature(ca_cert.public_key()).unwrap();
+
+    // Revoke by name: the identity can no longer enroll or authenticate.
+    let (st, v) = admin.call(&srv, "POST", "/api/v1/revoke", &json!({"id": "user1"}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["RevokedCerts"].as_array().unwrap().len(), 2);
+    let (st, _) = user.call(&srv, "GET", "/api/v1/affiliations", &Value::Null);
+    assert_eq!(st, 401);
+
+    // Identities and affiliations.
+    let (st, v) = admin.call(
+        &srv,
+        "GET",
+        "/api/v1/identities/user1?ca=ca-org1",
+        &Value::Null,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["result"]["affiliation"], "org1.department1");
+    let (st, v) = admin.call(
+        &srv,
+        "PUT",
+        "/api/v1/identities/c10",
+        &json!({"max_enrollments": 5, "secret": "newpw"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["max_enrollments"], 5);
+    enroll(&srv, "c10", "newpw", json!({})).unwrap();
+    let (st, _) = admin.call(&srv, "DELETE", "/api/v1/identities/c10", &Value::Null);
+    assert_eq!(st, 200);
+    let (st, _) = admin.call(&srv, "GET", "/api/v1/identities/c10", &Value::Null);
+    assert_eq!(st, 404);
+    let (st, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/affiliations",
+        &json!({"name": "org3"}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = admin.call(&srv, "GET", "/api/v1/affiliations", &Value::Null);
+    assert_eq!(st, 200);
+    let names: Vec<&str> = v["result"]["affiliations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["org1", "org2", "org3"]);
+    let (st, _) = admin.call(
+        &srv,
+        "PUT",
+        "/api/v1/affiliations/org3",
+        &json!({"name": "org4"}),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = admin.call(&srv, "DELETE", "/api/v1/affiliations/org4", &Value::Null);
+    assert_eq!(st, 200);
+    let (st, v) = srv.call("PATCH", "/api/v1/enroll", None, b"");
+    assert_eq!((st, error_of(&v).0), (405, 1));
+    srv.stop();
+}
+
+#[test]
+fn registry_survives_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let srv = Server::start(home.path(), &[]);
+    let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+    let (_, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "p1", "type": "peer", "secret": "p1pw", "max_enrollments": 1}),
+    );
+    assert!(v["success"].as_bool().unwrap(), "{v}");
+    enroll(&srv, "p1", "p1pw", json!({})).unwrap();
+    let ca_pem = std::fs::read_to_string(home.path().join("ca-cert.pem")).unwrap();
+    srv.stop();
+
+    // Restart (the -b flag is ignored: the registry already exists).
+    let srv = Server::start(home.path(), &[]);
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("ca-cert.pem")).unwrap(),
+        ca_pem
+    );
+    // The old admin certificate still authenticates.
+    let (st, v) = admin.call(&srv, "GET", "/api/v1/identities/p1", &Value::Null);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["result"]["type"], "peer");
+    // p1's single enrollment is still used up.
+    let (st, _) = enroll(&srv, "p1", "p1pw", json!({})).err().unwrap();
+    assert_eq!(st, 401);
+    srv.stop();
+}
+
+/// Enrollment throughput over HTTP (run with `--ignored --nocapture`,
+/// release build for meaningful figures).
+#[test]
+#[ignore = "benchmark"]
+fn bench_enroll_http() {
+    let home = tempfile::tempdir().unwrap();
+    let srv = Server::start(home.path(), &[]);
+    let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+    let n = 500;
+    let (_, v) = admin.call(
+        &srv,
+        "POST",
+        "/api/v1/register",
+        &json!({"id": "bench", "secret": "benchpw", "max_enrollments": -1}),
+    );
+    assert!(v["success"].as_bool().unwrap());
+    let csrs: Vec<String> = (0..n).map(|_| csr("bench").1).collect();
+    let t = Instant::now();
+    for c in &csrs {
+        let (st, _) = srv.call(
+            "POST",
+            "/api/v1/enroll",
+            Some(&basic_auth("bench", "benchpw")),
+            &serde_json::to_vec(&json!({"certificate_request": c})).unwrap(),
+        );
+        assert_eq!(st, 201);
+    }
+    let el = t.elapsed();
+    println!(
+        "HTTP enroll, sequential: {n} in {el:?} = {:.0}/s",
+        f64::from(n) / el.as_secs_f64()
+    );
+    srv.stop();
+}
