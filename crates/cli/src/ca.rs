@@ -653,10 +653,12 @@ pub(crate) async fn register(
     let mut body = json!({
         "id": reg.id,
         "type": reg.r#type,
-        "affiliation": reg.affiliation,
         "max_enrollments": reg.max_enrollments,
         "attrs": attrs,
     });
+    if !reg.affiliation.is_empty() {
+        body["affiliation"] = json!(reg.affiliation);
+    }
     if let Some(secret) = &reg.secret {
         body["secret"] = json!(secret);
     }
@@ -813,10 +815,10 @@ async fn run_revoke(common: Common, revoke: RevokeFlags) -> anyhow::Result<()> {
     let msp = common.msp();
     let signer = msp.signer()?;
     let client = common.client(&url)?;
-    let mut body = json!({
-        "id": revoke.name.clone().unwrap_or_default(),
-        "gencrl": revoke.gencrl,
-    });
+    let mut body = json!({ "gencrl": revoke.gencrl });
+    if let Some(name) = &revoke.name {
+        body["id"] = json!(name);
+    }
     if let (Some(serial), Some(aki)) = (&revoke.serial, &revoke.aki) {
         body["serial"] = json!(normalize_hex("-s/--revoke.serial", serial, true)?);
         body["aki"] = json!(normalize_hex("-a/--revoke.aki", aki, false)?);
@@ -1074,7 +1076,12 @@ async fn run_certificate(command: CertificateCommand) -> anyhow::Result<()> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|c| c.as_str().map(str::to_string))
+        // Fabric CA sends `{"PEM": ...}` objects; bare strings are taken too.
+        .filter_map(|c| {
+            c.as_str()
+                .or_else(|| c.get("PEM").and_then(Value::as_str))
+                .map(str::to_string)
+        })
         .collect();
     if certs.is_empty() {
         println!("No certificates");

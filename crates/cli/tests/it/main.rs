@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ca;
 mod network;
 mod orderer_e2e;
 mod osnadmin;
