@@ -613,3 +613,78 @@ fn bench_enroll_http() {
     );
     srv.stop();
 }
+
+/// The signing path without HTTP: `Ca::enroll` (secret check, CSR parse and
+/// signature check, certificate, registry write and flush) and the bare
+/// `CaSigner::issue` (run with `--ignored --nocapture`, release build).
+#[test]
+#[ignore = "benchmark"]
+fn bench_enroll_direct() {
+    use twill_ca::api::EnrollRequest;
+    use twill_ca::service::{BootstrapIdentity, Ca, CaSettings};
+    let home = tempfile::tempdir().unwrap();
+    let ca = Ca::open(
+        home.path(),
+        CaSettings {
+            name: "bench".into(),
+            bootstrap: vec![BootstrapIdentity {
+                id: "bench".into(),
+                secret: "benchpw".into(),
+                max_enrollments: -1,
+                ..BootstrapIdentity::default()
+            }],
+            ..CaSettings::default()
+        },
+    )
+    .unwrap();
+    let n = 2000u32;
+    let csrs: Vec<String> = (0..n).map(|_| csr("bench").1).collect();
+    let t = Instant::now();
+    for c in &csrs {
+        let req = EnrollRequest {
+            certificate_request: c.clone(),
+            ..EnrollRequest::default()
+        };
+        ca.enroll("bench", "benchpw", &req).unwrap();
+    }
+    let el = t.elapsed();
+    println!(
+        "Ca::enroll (PBKDF2 + CSR + sign + sled flush): {n} in {el:?} = {:.0}/s",
+        f64::from(n) / el.as_secs_f64()
+    );
+
+    let signer = twill_ca::signer::CaSigner::load_or_create(
+        home.path(),
+        &Default::default(),
+        std::time::Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let parsed: Vec<_> = csrs
+        .iter()
+        .map(|c| twill_ca::signer::parse_csr(c).unwrap())
+        .collect();
+    let t = Instant::now();
+    for c in &csrs {
+        twill_ca::signer::parse_csr(c).unwrap();
+    }
+    let el_parse = t.elapsed();
+    let t = Instant::now();
+    for p in &parsed {
+        signer
+            .issue(&twill_ca::signer::IssueRequest {
+                csr: p,
+                id_type: "client",
+                affiliation: "org1.department1",
+                attrs_json: Some(br#"{"attrs":{"hf.EnrollmentID":"bench"}}"#.to_vec()),
+                validity: std::time::Duration::from_secs(86_400),
+                profile: "",
+            })
+            .unwrap();
+    }
+    let el = t.elapsed();
+    println!(
+        "parse_csr: {:.0}/s; CaSigner::issue: {n} in {el:?} = {:.0}/s",
+        f64::from(n) / el_parse.as_secs_f64(),
+        f64::from(n) / el.as_secs_f64()
+    );
+}
