@@ -330,6 +330,24 @@ struct RevokeFlags {
     gencrl: bool,
 }
 
+impl RevokeFlags {
+    /// The JSON body of revoke.
+    fn body(&self) -> anyhow::Result<Value> {
+        let mut body = json!({ "gencrl": self.gencrl });
+        if let Some(name) = &self.name {
+            body["id"] = json!(name);
+        }
+        if let (Some(serial), Some(aki)) = (&self.serial, &self.aki) {
+            body["serial"] = json!(normalize_hex("-s/--revoke.serial", serial, true)?);
+            body["aki"] = json!(normalize_hex("-a/--revoke.aki", aki, false)?);
+        }
+        if let Some(reason) = &self.reason {
+            body["reason"] = json!(reason);
+        }
+        Ok(body)
+    }
+}
+
 /// Which revoked certificates the CRL lists (RFC 3339 times).
 #[derive(Debug, Args)]
 struct CrlWindow {
@@ -639,29 +657,37 @@ pub(crate) struct Registration {
     pub max_enrollments: i64,
 }
 
+impl Registration {
+    /// The JSON body of register.
+    fn body(&self) -> Value {
+        let attrs: Vec<Value> = self
+            .attrs
+            .iter()
+            .map(|(name, value, ecert)| json!({ "name": name, "value": value, "ecert": ecert }))
+            .collect();
+        let mut body = json!({
+            "id": self.id,
+            "type": self.r#type,
+            "max_enrollments": self.max_enrollments,
+            "attrs": attrs,
+        });
+        if !self.affiliation.is_empty() {
+            body["affiliation"] = json!(self.affiliation);
+        }
+        if let Some(secret) = &self.secret {
+            body["secret"] = json!(secret);
+        }
+        body
+    }
+}
+
 /// Registers an identity as `registrar`; returns its enrollment secret.
 pub(crate) async fn register(
     client: &CaClient,
     registrar: &SigningIdentity,
     reg: &Registration,
 ) -> anyhow::Result<String> {
-    let attrs: Vec<Value> = reg
-        .attrs
-        .iter()
-        .map(|(name, value, ecert)| json!({ "name": name, "value": value, "ecert": ecert }))
-        .collect();
-    let mut body = json!({
-        "id": reg.id,
-        "type": reg.r#type,
-        "max_enrollments": reg.max_enrollments,
-        "attrs": attrs,
-    });
-    if !reg.affiliation.is_empty() {
-        body["affiliation"] = json!(reg.affiliation);
-    }
-    if let Some(secret) = &reg.secret {
-        body["secret"] = json!(secret);
-    }
+    let body = reg.body();
     let result = client
         .post("register", Auth::Token(registrar), body)
         .await?;
@@ -815,17 +841,7 @@ async fn run_revoke(common: Common, revoke: RevokeFlags) -> anyhow::Result<()> {
     let msp = common.msp();
     let signer = msp.signer()?;
     let client = common.client(&url)?;
-    let mut body = json!({ "gencrl": revoke.gencrl });
-    if let Some(name) = &revoke.name {
-        body["id"] = json!(name);
-    }
-    if let (Some(serial), Some(aki)) = (&revoke.serial, &revoke.aki) {
-        body["serial"] = json!(normalize_hex("-s/--revoke.serial", serial, true)?);
-        body["aki"] = json!(normalize_hex("-a/--revoke.aki", aki, false)?);
-    }
-    if let Some(reason) = &revoke.reason {
-        body["reason"] = json!(reason);
-    }
+    let body = revoke.body()?;
     let result = client.post("revoke", Auth::Token(&signer), body).await?;
     let revoked = result
         .get("RevokedCerts")
@@ -1223,6 +1239,71 @@ mod tests {
             json!({"certificate_request": "CSR", "profile": "tls",
                    "attr_reqs": [{"name": "a", "optional": true}]})
         );
+    }
+
+    /// The bodies deserialize into the server's own request types, and the
+    /// token string is the one the server rebuilds.
+    #[test]
+    fn requests_match_twill_ca_api() {
+        use twill_ca::api;
+        let opts = EnrollOptions {
+            attr_reqs: Some(vec![AttrReq::parse("a:opt").unwrap()]),
+            profile: Some("tls".into()),
+            ..EnrollOptions::default()
+        };
+        let enroll: api::EnrollRequest = serde_json::from_value(opts.body("CSR".into())).unwrap();
+        assert_eq!(enroll.certificate_request, "CSR");
+        assert_eq!(enroll.profile.as_deref(), Some("tls"));
+        let reqs = enroll.attr_reqs.unwrap();
+        assert_eq!((reqs[0].name.as_str(), reqs[0].optional), ("a", true));
+
+        let reg = Registration {
+            id: "u1".into(),
+            secret: Some("pw".into()),
+            r#type: "peer".into(),
+            affiliation: "org1.department1".into(),
+            attrs: parse_id_attrs("x=y:ecert").unwrap(),
+            max_enrollments: -1,
+        };
+        let parsed: api::RegisterRequest = serde_json::from_value(reg.body()).unwrap();
+        assert_eq!(parsed.id, "u1");
+        assert_eq!(parsed.id_type.as_deref(), Some("peer"));
+        assert_eq!(parsed.secret.as_deref(), Some("pw"));
+        assert_eq!(parsed.affiliation.as_deref(), Some("org1.department1"));
+        assert_eq!(parsed.max_enrollments, -1);
+        assert_eq!(
+            (
+                parsed.attrs[0].name.as_str(),
+                parsed.attrs[0].value.as_str(),
+                parsed.attrs[0].ecert
+            ),
+            ("x", "y", true)
+        );
+
+        let revoke = RevokeFlags {
+            name: None,
+            serial: Some("00AB".into()),
+            aki: Some("CD".into()),
+            reason: Some("keycompromise".into()),
+            gencrl: true,
+        };
+        let parsed: api::RevokeRequest = serde_json::from_value(revoke.body().unwrap()).unwrap();
+        assert_eq!(parsed.id, None);
+        assert_eq!(parsed.serial.as_deref(), Some("ab"));
+        assert_eq!(parsed.aki.as_deref(), Some("cd"));
+        assert!(parsed.gencrl);
+
+        let cert = b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let b64cert = STANDARD.encode(cert);
+        for (method, uri, body) in [
+            (Method::GET, "/api/v1/identities?ca=ca-org1", &b""[..]),
+            (Method::POST, "/api/v1/register", &b"{\"id\":\"u\"}"[..]),
+        ] {
+            assert_eq!(
+                client::token_payload(&method, uri, body, &b64cert),
+                api::token_message(method.as_str(), uri, body, cert)
+            );
+        }
     }
 
     #[test]
