@@ -507,6 +507,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn intermediates_are_split_out_and_certify_the_node_ous() {
+        let root_key = KeyPair::generate().unwrap();
+        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.distinguished_name = DistinguishedName::new();
+        root.distinguished_name.push(DnType::CommonName, "root");
+        let root_cert = root.clone().self_signed(&root_key).unwrap();
+        let root_issuer = Issuer::new(root, root_key);
+        let inter_key = KeyPair::generate().unwrap();
+        let mut inter = CertificateParams::new(Vec::<String>::new()).unwrap();
+        inter.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        inter.distinguished_name = DistinguishedName::new();
+        inter.distinguished_name.push(DnType::CommonName, "inter");
+        let inter_cert = inter.signed_by(&inter_key, &root_issuer).unwrap();
+        let b64 = STANDARD.encode(format!("{}{}", inter_cert.pem(), root_cert.pem()));
+        let chain = CaChain::from_base64(&b64, "CAChain").unwrap();
+        assert_eq!(chain.roots, vec![root_cert.pem()]);
+        assert_eq!(chain.intermediates, vec![inter_cert.pem()]);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = MspDir::new(tmp.path());
+        let stored = dir.store_chain(&chain, "h-1.pem", ChainKind::Msp).unwrap();
+        assert_eq!(
+            stored.intermediate.unwrap(),
+            tmp.path().join("intermediatecerts/h-1.pem")
+        );
+        let yaml = node_ous_yaml("intermediatecerts/h-1.pem");
+        assert_eq!(
+            yaml.matches("Certificate: intermediatecerts/h-1.pem")
+                .count(),
+            4
+        );
+        assert!(CaChain::from_base64("!!", "CAChain").is_err());
+        assert!(CaChain::from_base64(&STANDARD.encode("x"), "CAChain").is_err());
+    }
+
+    #[test]
     fn a_certificate_for_another_key_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = MspDir::new(tmp.path());

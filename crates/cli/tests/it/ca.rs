@@ -281,6 +281,24 @@ fn enroll_register_reenroll_revoke_against_twill_ca() {
     let sans = format!("{:?}", peer_cert.subject_alternative_name().unwrap());
     assert!(sans.contains("peer1.org1.example.com"), "{sans}");
 
+    // A TLS certificate for the peer: profile tls, chain in tlscacerts/.
+    let peer_tls = dir.path().join("peer1/tls");
+    ca.ok(
+        Some(&ca.url_as("peer1", "peer1pw")),
+        &[
+            "enroll",
+            "--mspdir",
+            p(&peer_tls),
+            "--enrollment.profile",
+            "tls",
+            "--csr.hosts",
+            "peer1.org1.example.com",
+        ],
+    );
+    assert!(peer_tls.join("tlscacerts").join(&cafile).is_file());
+    assert!(!peer_tls.join("cacerts").exists());
+    SigningIdentity::from_msp_dir(&peer_tls, "Org1MSP").unwrap();
+
     // Enroll the user: the ecert attribute is in the certificate, the
     // other one is not.
     let user = dir.path().join("user1/msp");
