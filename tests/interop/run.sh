@@ -38,6 +38,8 @@ if [ ! -x "$TWILL_BIN" ]; then
 fi
 TWILL_BIN="$(cd "$(dirname "$TWILL_BIN")" && pwd)/$(basename "$TWILL_BIN")"
 export TWILL_BIN
+# twill-ca is built next to twill (ca.test.mjs starts it).
+export TWILL_CA_BIN="${TWILL_CA_BIN:-$(dirname "$TWILL_BIN")/twill-ca}"
 
 timings=()
 step_started=0

@@ -11,7 +11,9 @@
 //! - parallel verification of many signatures ([`verify_batch`], on rayon);
 //! - key encodings: PKCS#8 and SEC1 private keys, SEC1 points and
 //!   SubjectPublicKeyInfo public keys, PEM ([`pem`]);
-//! - nonces from the OS ([`random_bytes`]).
+//! - nonces from the OS ([`random_bytes`]);
+//! - optionally, remembering the signatures the process made so that
+//!   verifying them again is a hash lookup ([`remember_own_signatures`]).
 //!
 //! Signing and verification run on `ring`. The pure-Rust [`reference`](mod@reference) module
 //! (RustCrypto `p256`) does the same operations for benchmarks and cross-checks;
@@ -44,6 +46,7 @@
 mod error;
 mod hash;
 mod keys;
+mod own;
 pub mod pem;
 mod random;
 pub mod reference;
@@ -52,5 +55,6 @@ mod sig;
 pub use error::{CryptoError, DerIssue, PemIssue, Result, SignatureComponent};
 pub use hash::{sha256, Sha256Hasher};
 pub use keys::{verify, verify_batch, SigningKey, VerifyingKey};
+pub use own::{remember_own_signatures, REMEMBERED};
 pub use random::{random_bytes, try_random_bytes};
 pub use sig::{is_low_s, normalize_low_s};

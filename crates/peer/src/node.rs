@@ -440,6 +440,9 @@ where
         tracing::warn!(target: LOG, key = %key, file = %config.file().display(), "ignoring a Fabric setting Twill does not implement");
     }
     let material = NodeMaterial::load(&config)?;
+    // The committer verifies this peer's own endorsements again; those
+    // checks become lookups.
+    twill_crypto::remember_own_signatures(true);
     let root = config.ledger_root();
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics = Arc::new(PeerMetrics::new());
