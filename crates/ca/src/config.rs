@@ -2,7 +2,8 @@
 //!
 //! The file is a subset of Fabric's `fabric-ca-server-config.yaml` (keys
 //! matched case-insensitively; other Fabric keys are accepted and
-//! reported as ignored): `port`, `tls.enabled/certfile/keyfile`, `ca.name`,
+//! reported as ignored): `port`, `tls.enabled/certfile/keyfile`,
+//! `ca.name/certfile/keyfile`,
 //! `registry.maxenrollments`, `registry.identities[]`, `affiliations`,
 //! `signing.default.expiry`, `csr.cn`, `csr.names[0]`, `csr.ca.expiry`.
 //! Command-line flags override the file.
@@ -46,6 +47,13 @@ pub struct CaArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// An existing CA certificate (PEM) to issue with, e.g. the org CA made
+    /// by cryptogen; needs --ca-key.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PKCS#8 or SEC1 PEM).
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
     /// A fabric-ca-server-config.yaml (subset).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -156,6 +164,9 @@ impl CaConfig {
         if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
             cfg.tls = Some((c.clone(), k.clone()));
         }
+        if let (Some(c), Some(k)) = (&args.ca_cert, &args.ca_key) {
+            cfg.settings.ca_files = Some((c.clone(), k.clone()));
+        }
         if let Some(b) = &args.boot {
             let (id, secret) = b
                 .split_once(':')
@@ -215,8 +226,20 @@ impl CaConfig {
                 self.tls = Some((file("certfile")?, file("keyfile")?));
             }
         }
-        if let Some(name) = get(&doc, "ca").and_then(|c| get(c, "name")) {
-            self.settings.name = text(name);
+        if let Some(ca) = get(&doc, "ca") {
+            if let Some(name) = get(ca, "name") {
+                self.settings.name = text(name);
+            }
+            let file = |k: &str| get(ca, k).map(text).filter(|s| !s.is_empty());
+            match (file("certfile"), file("keyfile")) {
+                (Some(c), Some(k)) => self.settings.ca_files = Some((base.join(c), base.join(k))),
+                (None, None) => {}
+                _ => {
+                    return Err(CaError::Config(field(
+                        "ca.certfile and ca.keyfile must be given together",
+                    )))
+                }
+            }
         }
         if let Some(reg) = get(&doc, "registry") {
             if let Some(m) = get(reg, "maxenrollments") {

@@ -4,7 +4,7 @@
 //! everything first and writes last, so a refused request changes nothing.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -55,6 +55,9 @@ pub struct CaSettings {
     pub bootstrap: Vec<BootstrapIdentity>,
     /// Affiliations created on first start (dotted names).
     pub affiliations: Vec<String>,
+    /// An existing CA certificate and key (PEM files) to issue with,
+    /// instead of the `ca-cert.pem`/`ca-key.pem` made in the home.
+    pub ca_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for CaSettings {
@@ -77,6 +80,7 @@ impl Default for CaSettings {
                 "org2".into(),
                 "org2.department1".into(),
             ],
+            ca_files: None,
         }
     }
 }
@@ -233,8 +237,10 @@ impl Ca {
     /// certificate, opens the registry and, on first start, registers the
     /// bootstrap identities and affiliations.
     pub fn open(home: &Path, settings: CaSettings) -> CaResult<Self> {
-        let signer =
-            CaSigner::load_or_create(home, &settings.root_subject, settings.root_validity)?;
+        let signer = match &settings.ca_files {
+            Some((cert, key)) => CaSigner::load_existing(cert, key)?,
+            None => CaSigner::load_or_create(home, &settings.root_subject, settings.root_validity)?,
+        };
         let registry = Registry::open(&home.join("registry"))?;
         let ca = Self {
             settings,

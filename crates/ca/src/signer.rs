@@ -277,16 +277,54 @@ impl CaSigner {
         }
     }
 
+    /// Loads an existing CA certificate and key (`--ca-cert`/`--ca-key`,
+    /// `ca.certfile`/`ca.keyfile`), e.g. the org CA made by cryptogen.
+    ///
+    /// The certificate must be a CA certificate (basic constraints `CA`)
+    /// with a P-256 key; the key may be PKCS#8 (`PRIVATE KEY`) or SEC1
+    /// (`EC PRIVATE KEY`) PEM and must match the certificate. When the
+    /// file holds several certificates (a chain), the first is the
+    /// issuer and the whole file is the chain served in `CAChain`.
+    pub fn load_existing(cert_path: &Path, key_path: &Path) -> CaResult<Self> {
+        let signer = Self::load(cert_path, key_path)?;
+        tracing::info!(
+            target: "ca::signer",
+            cert = %cert_path.display(),
+            key = %key_path.display(),
+            ski = %signer.aki_hex(),
+            "using existing CA certificate and key"
+        );
+        Ok(signer)
+    }
+
     fn load(cert_path: &Path, key_path: &Path) -> CaResult<Self> {
         let cert_pem = std::fs::read_to_string(cert_path).map_err(io_err(cert_path))?;
         let key_pem = std::fs::read_to_string(key_path).map_err(io_err(key_path))?;
-        let key = KeyPair::from_pem(&key_pem)
+        let key = parse_key_pem(&key_pem)
             .map_err(|e| CaError::Config(format!("{}: {e}", key_path.display())))?;
         let block = pem::parse(&cert_pem)
             .map_err(|e| CaError::Config(format!("{}: {e}", cert_path.display())))?;
+        if block.tag() != "CERTIFICATE" {
+            return Err(CaError::Config(format!(
+                "{}: expected a PEM CERTIFICATE, found {}",
+                cert_path.display(),
+                block.tag()
+            )));
+        }
         let der = block.contents().to_vec();
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|e| CaError::Config(format!("{}: {e}", cert_path.display())))?;
+        let is_ca = cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca);
+        if !is_ca {
+            return Err(CaError::Config(format!(
+                "{}: not a CA certificate (basic constraints CA is not set)",
+                cert_path.display()
+            )));
+        }
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(CaError::Config(format!(
                 "{} does not match the certificate {}",
@@ -304,12 +342,11 @@ impl CaSigner {
                 }
                 _ => None,
             })
-            .ok_or_else(|| {
-                CaError::Config(format!(
-                    "{}: no subject key identifier",
-                    cert_path.display()
-                ))
-            })?;
+            .unwrap_or_else(|| {
+                // No SKI extension: use the method of issued certificates.
+                let d = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw());
+                d.as_ref()[..20].to_vec()
+            });
         let not_after = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
         let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(cert_err)?;
         Ok(Self {
@@ -482,6 +519,34 @@ impl CaSigner {
         let crl = params.signed_by(&self.issuer).map_err(cert_err)?;
         crl.pem().map_err(cert_err)
     }
+}
+
+/// Parses a P-256 private key from PKCS#8 (`PRIVATE KEY`) or SEC1
+/// (`EC PRIVATE KEY`) PEM.
+fn parse_key_pem(text: &str) -> Result<KeyPair, String> {
+    let block = pem::parse(text).map_err(|e| format!("not a PEM private key: {e}"))?;
+    let pkcs8 = match block.tag() {
+        "PRIVATE KEY" => block.contents().to_vec(),
+        "EC PRIVATE KEY" => {
+            use p256::pkcs8::EncodePrivateKey as _;
+            let sk = p256::SecretKey::from_sec1_der(block.contents())
+                .map_err(|e| format!("not a P-256 SEC1 key: {e}"))?;
+            sk.to_pkcs8_der()
+                .map_err(|e| format!("cannot convert the SEC1 key: {e}"))?
+                .as_bytes()
+                .to_vec()
+        }
+        other => {
+            return Err(format!(
+                "expected PRIVATE KEY or EC PRIVATE KEY, found {other}"
+            ))
+        }
+    };
+    let key = KeyPair::try_from(pkcs8.as_slice()).map_err(|e| format!("invalid key: {e}"))?;
+    if !key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
+        return Err("only ECDSA P-256 CA keys are supported".into());
+    }
+    Ok(key)
 }
 
 fn missing(path: &Path) -> CaError {

@@ -579,6 +579,135 @@ fn registry_survives_restart() {
     srv.stop();
 }
 
+/// Makes a cryptogen-like org CA: self-signed, CA:true, SKI = SHA-256 of
+/// the public key; returns (cert PEM, key, SKI).
+fn org_ca(cn: &str) -> (String, KeyPair, Vec<u8>) {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let ski = ring::digest::digest(&ring::digest::SHA256, key.public_key_raw())
+        .as_ref()
+        .to_vec();
+    let mut p = CertificateParams::default();
+    p.distinguished_name = DistinguishedName::new();
+    p.distinguished_name.push(DnType::CountryName, "US");
+    p.distinguished_name
+        .push(DnType::OrganizationName, "org1.example.com");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    p.key_identifier_method = rcgen::KeyIdMethod::PreSpecified(ski.clone());
+    let cert = p.self_signed(&key).unwrap();
+    (cert.pem(), key, ski)
+}
+
+fn aki_of(cert_der: &[u8]) -> Vec<u8> {
+    let (_, c) = X509Certificate::from_der(cert_der).unwrap();
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[test]
+fn existing_ca_cert_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_pem, ca_key, ski) = org_ca("ca.org1.example.com");
+    let cert_file = dir.path().join("ca.org1.example.com-cert.pem");
+    std::fs::write(&cert_file, &ca_pem).unwrap();
+    // PKCS#8 (cryptogen's priv_sk) and SEC1 forms of the same key.
+    let pkcs8_file = dir.path().join("priv_sk");
+    std::fs::write(&pkcs8_file, ca_key.serialize_pem()).unwrap();
+    let sec1_file = dir.path().join("sec1-key.pem");
+    {
+        use p256::pkcs8::DecodePrivateKey as _;
+        let sk = p256::SecretKey::from_pkcs8_der(&ca_key.serialize_der()).unwrap();
+        std::fs::write(
+            &sec1_file,
+            sk.to_sec1_pem(p256::pkcs8::LineEnding::LF)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+    let ca_der = der(&ca_pem);
+    let (_, ca_x509) = X509Certificate::from_der(&ca_der).unwrap();
+    let ca_subject = ca_x509.subject().as_raw().to_vec();
+
+    for key_file in [&pkcs8_file, &sec1_file] {
+        let home = tempfile::tempdir().unwrap();
+        let srv = Server::start(
+            home.path(),
+            &[
+                "--ca-cert",
+                cert_file.to_str().unwrap(),
+                "--ca-key",
+                key_file.to_str().unwrap(),
+            ],
+        );
+        // No key or certificate is made in the home.
+        assert!(!home.path().join("ca-key.pem").exists());
+        let (st, v) = srv.call("GET", "/api/v1/cainfo", None, b"");
+        assert_eq!(st, 200, "{v}");
+        let chain = B64
+            .decode(v["result"]["CAChain"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(chain).unwrap(), ca_pem);
+
+        let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+        let cert_der = der(&admin.cert_pem);
+        let (_, cert) = X509Certificate::from_der(&cert_der).unwrap();
+        assert_eq!(cert.issuer().as_raw(), ca_subject.as_slice());
+        assert_eq!(aki_of(&cert_der), ski);
+        cert.verify_signature(Some(ca_x509.public_key())).unwrap();
+        // Token authentication works with certificates issued this way.
+        let (st, v) = admin.call(&srv, "GET", "/api/v1/identities/admin", &Value::Null);
+        assert_eq!(st, 200, "{v}");
+        srv.stop();
+    }
+
+    // A key that does not match the certificate: refused, naming the file.
+    let other = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let wrong = dir.path().join("wrong-key.pem");
+    std::fs::write(&wrong, other.serialize_pem()).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_twill-ca"))
+        .arg("--home")
+        .arg(home.path())
+        .args(["--port", "0", "-b", "admin:adminpw", "--ca-cert"])
+        .arg(&cert_file)
+        .arg("--ca-key")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("wrong-key.pem") && err.contains("does not match"),
+        "{err}"
+    );
+
+    // The same through the configuration file (paths relative to it).
+    let cfg = dir.path().join("fabric-ca-server-config.yaml");
+    std::fs::write(
+        &cfg,
+        "ca:\n  name: ca-org1\n  certfile: ca.org1.example.com-cert.pem\n  keyfile: priv_sk\n",
+    )
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let srv = Server::start(home.path(), &["--config", cfg.to_str().unwrap()]);
+    let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+    assert_eq!(aki_of(&der(&admin.cert_pem)), ski);
+    srv.stop();
+}
+
 /// Enrollment throughput over HTTP (run with `--ignored --nocapture`,
 /// release build for meaningful figures).
 #[test]
