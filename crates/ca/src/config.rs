@@ -5,7 +5,9 @@
 //! reported as ignored): `port`, `tls.enabled/certfile/keyfile`,
 //! `ca.name/certfile/keyfile`,
 //! `registry.maxenrollments`, `registry.identities[]`, `affiliations`,
-//! `signing.default.expiry`, `csr.cn`, `csr.names[0]`, `csr.ca.expiry`.
+//! `signing.default.expiry`, `csr.cn`, `csr.names[0]`, `csr.hosts`,
+//! `csr.ca.expiry`. `tls.enabled` without `tls.certfile` makes the CA issue
+//! itself a TLS certificate (see [`TlsSetup::SelfIssued`]).
 //! Command-line flags override the file.
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,17 @@ pub struct CaArgs {
     /// Name of the CA.
     #[arg(long)]
     pub ca_name: Option<String>,
+    /// Serve HTTPS with a TLS server certificate the CA issues itself for
+    /// --csr-hosts (written to <home>/tls-cert.pem) unless --tls-cert is given.
+    #[arg(long)]
+    pub tls: bool,
+    /// Host names and IP addresses of the self-issued TLS certificate.
+    #[arg(long, value_delimiter = ',')]
+    pub csr_hosts: Vec<String>,
+    /// Also serve the gRPC API (twill.ca.CertificateAuthority) on this
+    /// port (0 picks a free one); off when not given.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// TLS certificate (PEM); with --tls-key turns TLS on.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -62,6 +75,27 @@ pub struct CaArgs {
     pub config_check: bool,
 }
 
+/// How the listeners get their TLS identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetup {
+    /// Certificate and key files given by the operator.
+    Files {
+        /// Certificate chain, PEM.
+        cert: PathBuf,
+        /// Private key, PEM.
+        key: PathBuf,
+    },
+    /// The CA issues itself a server certificate for these hosts on every
+    /// start (`<home>/tls-cert.pem`, `<home>/tls-key.pem`).
+    SelfIssued {
+        /// DNS names and IP addresses (the first is the CN).
+        hosts: Vec<String>,
+    },
+}
+
+/// Hosts of the self-issued TLS certificate when none are configured.
+pub const DEFAULT_CSR_HOSTS: &[&str] = &["localhost", "127.0.0.1"];
+
 /// The resolved configuration.
 #[derive(Debug, Clone)]
 pub struct CaConfig {
@@ -71,10 +105,14 @@ pub struct CaConfig {
     pub address: String,
     /// Port.
     pub port: u16,
-    /// TLS certificate and key files.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// TLS, if on (REST and gRPC alike).
+    pub tls: Option<TlsSetup>,
+    /// gRPC port (`None` = no gRPC listener, 0 = a free port).
+    pub grpc_port: Option<u16>,
     /// CA settings.
     pub settings: CaSettings,
+    /// Hosts for the self-issued TLS certificate (`--csr-hosts`, `csr.hosts`).
+    pub csr_hosts: Vec<String>,
     /// Fabric keys present in the file that Twill ignores.
     pub ignored: Vec<String>,
 }
@@ -149,7 +187,9 @@ impl CaConfig {
             address: args.address.clone(),
             port: 7054,
             tls: None,
+            grpc_port: None,
             settings: CaSettings::default(),
+            csr_hosts: Vec::new(),
             ignored: Vec::new(),
         };
         if let Some(path) = &args.config {
@@ -161,8 +201,31 @@ impl CaConfig {
         if let Some(n) = &args.ca_name {
             cfg.settings.name = n.clone();
         }
+        if !args.csr_hosts.is_empty() {
+            cfg.csr_hosts = args
+                .csr_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
         if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
-            cfg.tls = Some((c.clone(), k.clone()));
+            cfg.tls = Some(TlsSetup::Files {
+                cert: c.clone(),
+                key: k.clone(),
+            });
+        } else if args.tls && cfg.tls.is_none() {
+            cfg.tls = Some(TlsSetup::SelfIssued { hosts: Vec::new() });
+        }
+        if let Some(TlsSetup::SelfIssued { hosts }) = &mut cfg.tls {
+            *hosts = if cfg.csr_hosts.is_empty() {
+                DEFAULT_CSR_HOSTS.iter().map(|h| h.to_string()).collect()
+            } else {
+                cfg.csr_hosts.clone()
+            };
+        }
+        if args.grpc_port.is_some() {
+            cfg.grpc_port = args.grpc_port;
         }
         if let (Some(c), Some(k)) = (&args.ca_cert, &args.ca_key) {
             cfg.settings.ca_files = Some((c.clone(), k.clone()));
@@ -214,16 +277,21 @@ impl CaConfig {
             let enabled =
                 get(tls, "enabled").is_some_and(|v| v.as_bool() == Some(true) || text(v) == "true");
             if enabled {
-                let file = |k: &str| -> CaResult<PathBuf> {
-                    let p = get(tls, k)
-                        .map(text)
-                        .filter(|s| !s.is_empty())
-                        .ok_or_else(|| {
-                            CaError::Config(field(&format!("tls.{k}: required when tls.enabled")))
-                        })?;
-                    Ok(base.join(p))
+                let file = |k: &str| get(tls, k).map(text).filter(|s| !s.is_empty());
+                self.tls = match (file("certfile"), file("keyfile")) {
+                    (Some(c), Some(k)) => Some(TlsSetup::Files {
+                        cert: base.join(c),
+                        key: base.join(k),
+                    }),
+                    // No certificate: the CA issues itself one, as
+                    // Fabric CA does on init.
+                    (None, _) => Some(TlsSetup::SelfIssued { hosts: Vec::new() }),
+                    (Some(_), None) => {
+                        return Err(CaError::Config(field(
+                            "tls.keyfile: required with tls.certfile",
+                        )))
+                    }
                 };
-                self.tls = Some((file("certfile")?, file("keyfile")?));
             }
         }
         if let Some(ca) = get(&doc, "ca") {
@@ -290,6 +358,13 @@ impl CaConfig {
                 .ok_or_else(|| CaError::Config(field("signing.default.expiry: not a duration")))?;
         }
         if let Some(csr) = get(&doc, "csr") {
+            if let Some(hosts) = get(csr, "hosts") {
+                self.csr_hosts = match hosts {
+                    Value::Array(items) => items.iter().map(text).collect(),
+                    other => text(other).split(',').map(str::to_string).collect(),
+                };
+                self.csr_hosts.retain(|h| !h.trim().is_empty());
+            }
             if let Some(cn) = get(csr, "cn") {
                 self.settings.root_subject.cn = text(cn);
             }

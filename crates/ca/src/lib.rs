@@ -58,7 +58,7 @@ where
         .await
         .map_err(|e| CaError::Config(format!("startup task failed: {e}")))??;
     let tls = match &config.tls {
-        Some((cert, key)) => Some(
+        Some(config::TlsSetup::Files { cert, key }) => Some(
             twill_comm::ServerTls::from_files(
                 &twill_comm::TlsFiles {
                     cert: cert.clone(),
@@ -69,6 +69,18 @@ where
             )
             .map_err(|e| CaError::Config(format!("TLS: {e}")))?,
         ),
+        Some(config::TlsSetup::SelfIssued { hosts }) => {
+            let (cert_pem, key_pem) = ca.issue_own_tls(&config.home, hosts)?;
+            Some(
+                twill_comm::ServerTls::from_pem(
+                    cert_pem,
+                    key_pem,
+                    Vec::new(),
+                    twill_comm::ClientAuth::None,
+                )
+                .map_err(|e| CaError::Config(format!("TLS: {e}")))?,
+            )
+        }
         None => None,
     };
     let addr = format!("{}:{}", config.address, config.port);

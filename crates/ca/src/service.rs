@@ -294,6 +294,30 @@ impl Ca {
         Ok(ca)
     }
 
+    /// Issues the CA's own TLS server certificate for `hosts` and writes
+    /// it to `<home>/tls-cert.pem` (key `<home>/tls-key.pem`, mode 0600),
+    /// replacing earlier ones. Returns the certificate and key, PEM.
+    pub fn issue_own_tls(&self, home: &Path, hosts: &[String]) -> CaResult<(String, String)> {
+        let (issued, key_pem) = self
+            .signer
+            .issue_server_tls(hosts, self.settings.cert_validity)?;
+        let cert_path = home.join(signer::TLS_CERT_FILE);
+        let key_path = home.join(signer::TLS_KEY_FILE);
+        signer::write_private_replace(&key_path, key_pem.as_bytes())?;
+        std::fs::write(&cert_path, &issued.pem).map_err(|source| CaError::Io {
+            path: cert_path.clone(),
+            source,
+        })?;
+        tracing::info!(
+            target: LOG,
+            path = %cert_path.display(),
+            hosts = %hosts.join(","),
+            serial = %issued.serial,
+            "issued the CA's TLS server certificate"
+        );
+        Ok((issued.pem, key_pem))
+    }
+
     /// The CA's name.
     pub fn name(&self) -> &str {
         &self.settings.name

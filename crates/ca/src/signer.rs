@@ -21,6 +21,10 @@ use crate::error::{CaError, CaResult};
 pub const CA_CERT_FILE: &str = "ca-cert.pem";
 /// File name of the CA private key (PKCS#8 PEM, mode 0600).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
+/// File name of the TLS server certificate the CA issues itself (`--tls`).
+pub const TLS_CERT_FILE: &str = "tls-cert.pem";
+/// File name of its key (PKCS#8 PEM, mode 0600).
+pub const TLS_KEY_FILE: &str = "tls-key.pem";
 
 const OID_ECDSA_SHA256: &[u64] = &[1, 2, 840, 10045, 4, 3, 2];
 const OID_CN: &[u64] = &[2, 5, 4, 3];
@@ -208,6 +212,17 @@ pub fn unix(t: SystemTime) -> u64 {
 fn odt(secs: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Writes `data` to `path` with mode 0600 (owner read/write only),
+/// replacing the file if it exists.
+pub fn write_private_replace(path: &Path, data: &[u8]) -> CaResult<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    write_private(path, data)
 }
 
 /// Writes `data` to `path` with mode 0600 (owner read/write only).
@@ -487,6 +502,41 @@ impl CaSigner {
             pem,
             not_after,
         })
+    }
+
+    /// Issues this CA a TLS server certificate for `hosts` (DNS names or
+    /// IP addresses; the first is the CN) with a new P-256 key, through
+    /// the same path as enrolled certificates (`tls` profile). Returns the
+    /// certificate and the PKCS#8 key, PEM.
+    pub fn issue_server_tls(
+        &self,
+        hosts: &[String],
+        validity: Duration,
+    ) -> CaResult<(Issued, String)> {
+        let first = hosts
+            .first()
+            .ok_or_else(|| CaError::Config("TLS: no host for the server certificate".into()))?;
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut params = CertificateParams::new(hosts.to_vec())
+            .map_err(|e| CaError::Config(format!("TLS host name: {e}")))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, first.as_str());
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|r| r.pem())
+            .map_err(cert_err)?;
+        let csr = parse_csr(&csr_pem)?;
+        let issued = self.issue(&IssueRequest {
+            csr: &csr,
+            id_type: "",
+            affiliation: "",
+            attrs_json: None,
+            validity,
+            profile: "tls",
+        })?;
+        Ok((issued, key.serialize_pem()))
     }
 
     /// A CRL listing `entries`, valid for `next_update` from now.

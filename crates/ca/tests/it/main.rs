@@ -20,7 +20,12 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 struct Server {
     child: Child,
     addr: String,
+    /// Set for HTTPS: the client configuration and the server name.
+    tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
 }
+
+trait Stream: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> Stream for T {}
 
 impl Server {
     fn start(home: &Path, extra: &[&str]) -> Server {
@@ -40,9 +45,14 @@ impl Server {
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
+            .or_else(|| line.trim().strip_prefix("listening on https://"))
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            tls: None,
+        }
     }
 
     fn stop(mut self) {
@@ -59,7 +69,18 @@ impl Server {
     /// Sends one request (chunked body, no Content-Type, like the Node
     /// client) and returns the status and the JSON body.
     fn call(&self, method: &str, uri: &str, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
+        let tcp = TcpStream::connect(&self.addr).unwrap();
+        let mut s: Box<dyn Stream> = match &self.tls {
+            Some((cfg, name)) => {
+                let conn = rustls::ClientConnection::new(
+                    cfg.clone(),
+                    rustls::pki_types::ServerName::try_from(name.clone()).unwrap(),
+                )
+                .unwrap();
+                Box::new(rustls::StreamOwned::new(conn, tcp))
+            }
+            None => Box::new(tcp),
+        };
         let mut req = format!(
             "{method} {uri} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
@@ -82,7 +103,13 @@ impl Server {
             s.write_all(b"0\r\n\r\n").unwrap();
         }
         let mut resp = Vec::new();
-        s.read_to_end(&mut resp).unwrap();
+        if let Err(e) = s.read_to_end(&mut resp) {
+            // A TLS peer may close without close_notify after the response.
+            assert!(
+                e.kind() == std::io::ErrorKind::UnexpectedEof && !resp.is_empty(),
+                "{e}"
+            );
+        }
         let text = String::from_utf8(resp).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -705,6 +732,104 @@ fn existing_ca_cert_and_key() {
     let srv = Server::start(home.path(), &["--config", cfg.to_str().unwrap()]);
     let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
     assert_eq!(aki_of(&der(&admin.cert_pem)), ski);
+    srv.stop();
+}
+
+/// An HTTPS client like fabric-ca-client's: trusts only the CA
+/// certificate (from `--tls.certfiles`), offers ALPN `http/1.1`.
+fn https_client(ca_pem: &str) -> std::sync::Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der(ca_pem).into()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(cfg)
+}
+
+#[test]
+fn tls_with_self_issued_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(home.path(), &["--tls"]);
+    let ca_pem = std::fs::read_to_string(home.path().join("ca-cert.pem")).unwrap();
+    let tls_pem = std::fs::read_to_string(home.path().join("tls-cert.pem")).unwrap();
+
+    // The TLS certificate: issued by the CA, for localhost and 127.0.0.1.
+    let ca_der = der(&ca_pem);
+    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+    let tls_der = der(&tls_pem);
+    let (_, tls) = X509Certificate::from_der(&tls_der).unwrap();
+    tls.verify_signature(Some(ca.public_key())).unwrap();
+    let san = tls.subject_alternative_name().unwrap().unwrap();
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| format!("{n}"))
+        .collect();
+    assert!(names.iter().any(|n| n.contains("localhost")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("7f:00:00:01")), "{names:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(home.path().join("tls-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // Plain HTTP is not served.
+    let mut plain = TcpStream::connect(&srv.addr).unwrap();
+    plain
+        .write_all(b"GET /api/v1/cainfo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(!String::from_utf8_lossy(&got).contains("CAChain"));
+
+    // HTTPS trusting the CA certificate, by name and by IP address.
+    for name in ["localhost", "127.0.0.1"] {
+        srv.tls = Some((https_client(&ca_pem), name.to_string()));
+        let (st, v) = srv.call("GET", "/api/v1/cainfo", None, b"");
+        assert_eq!(st, 200, "{v}");
+        let chain = B64
+            .decode(v["result"]["CAChain"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(chain).unwrap(), ca_pem);
+    }
+    let admin = enroll(&srv, "admin", "adminpw", json!({})).unwrap();
+    let (st, v) = admin.call(&srv, "GET", "/api/v1/identities/admin", &Value::Null);
+    assert_eq!(st, 200, "{v}");
+
+    // A client trusting another CA is refused.
+    let (other_pem, _, _) = org_ca("other");
+    srv.tls = Some((https_client(&other_pem), "localhost".into()));
+    let tcp = TcpStream::connect(&srv.addr).unwrap();
+    let conn = rustls::ClientConnection::new(
+        srv.tls.as_ref().unwrap().0.clone(),
+        "localhost".try_into().unwrap(),
+    )
+    .unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let mut b = Vec::new();
+    let r = s
+        .write_all(b"GET / HTTP/1.1\r\n\r\n")
+        .and_then(|()| s.read_to_end(&mut b));
+    assert!(r.is_err(), "handshake with an untrusted CA succeeded");
+    srv.stop();
+
+    // A restart issues a fresh certificate, still for the same CA.
+    let mut srv = Server::start(
+        home.path(),
+        &["--tls", "--csr-hosts", "ca.example.com,localhost"],
+    );
+    srv.tls = Some((https_client(&ca_pem), "ca.example.com".into()));
+    let (st, _) = srv.call("GET", "/api/v1/cainfo", None, b"");
+    assert_eq!(st, 200);
     srv.stop();
 }
 
