@@ -17,6 +17,7 @@ mod bench_e2e;
 mod bench_endorse;
 mod ca;
 pub mod chaincode;
+mod channel;
 mod configtxgen;
 mod cryptogen;
 pub mod netkit;
@@ -114,6 +115,14 @@ enum Command {
     ///       --tls.certfiles ca-tls.pem --mspdir org1/admin/msp
     #[command(verbatim_doc_comment)]
     Ca(ca::CaArgs),
+    /// Update a channel's config: add a CRL to an org's MSP (signed by the org's admin).
+    ///
+    /// Example:
+    ///   twill channel add-crl --channel mychannel --org Org1MSP --crl crl.pem \
+    ///       --orderer localhost:7050 --orderer-tls-ca tlsca.example.com-cert.pem \
+    ///       --msp-dir users/Admin@org1.example.com/msp --msp-id Org1MSP
+    #[command(verbatim_doc_comment)]
+    Channel(channel::ChannelArgs),
 }
 
 /// Runs the CLI with the given arguments; returns the process exit code.
@@ -140,6 +149,7 @@ where
         Command::Bench(args) => bench::run(args),
         Command::Network(args) => network::run(args),
         Command::Ca(args) => ca::run(args),
+        Command::Channel(args) => channel::run(args),
     };
     match result {
         Ok(()) => 0,
