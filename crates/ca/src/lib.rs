@@ -16,6 +16,7 @@
 //! - [`registry`]: identities, affiliations and certificates in sled;
 //! - [`signer`]: the CA key and root certificate, issuing, CRLs;
 //! - [`server`]: the axum router and listener (plain HTTP or rustls TLS);
+//! - [`grpc`]: the same operations as gRPC service `twill.ca.CertificateAuthority`;
 //! - [`config`]: command line and `fabric-ca-server-config.yaml` subset.
 //!
 //! ```no_run
@@ -36,6 +37,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod registry;
 pub mod server;
 pub mod service;
@@ -46,8 +48,10 @@ pub use error::{CaError, CaResult};
 use std::future::Future;
 use std::sync::Arc;
 
-/// Opens the CA described by `config`, binds its listener, prints
-/// `listening on <scheme>://<addr>` on stdout, and serves until `shutdown`.
+/// Opens the CA described by `config`, binds its listeners, prints
+/// `listening on <scheme>://<addr>` (and, with a gRPC port,
+/// `grpc listening on <addr>`) on stdout, and serves REST and gRPC until
+/// `shutdown`.
 pub async fn run<F>(config: config::CaConfig, shutdown: F) -> CaResult<()>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -94,8 +98,56 @@ where
         path: addr.into(),
         source,
     })?;
+    let grpc = match config.grpc_port {
+        Some(port) => {
+            let grpc_addr = format!("{}:{port}", config.address);
+            let (l, a) = twill_comm::bind(&grpc_addr)
+                .await
+                .map_err(|e| CaError::Config(format!("gRPC listener {grpc_addr}: {e}")))?;
+            Some((l, a))
+        }
+        None => None,
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let ca = Arc::new(ca);
     tracing::info!(target: "ca::server", %local, scheme, ca_name = %ca.name(), "twill-ca listening");
     println!("listening on {scheme}://{local}");
-    server::serve(Arc::new(ca), server::Listen { listener, tls }, shutdown).await
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone: stop as well.
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let grpc_task = match grpc {
+        Some((listener, grpc_local)) => {
+            tracing::info!(target: "ca::grpc", %grpc_local, tls = tls.is_some(), "twill-ca gRPC listening");
+            println!("grpc listening on {grpc_local}");
+            let builder = twill_comm::server_builder(tls.as_ref())
+                .map_err(|e| CaError::Config(format!("gRPC TLS: {e}")))?;
+            let service = grpc::GrpcCa::new(ca.clone()).into_server();
+            let stop = stopped(stop_rx.clone());
+            Some(tokio::spawn(async move {
+                let mut builder = builder;
+                builder
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(twill_comm::incoming(listener), stop)
+                    .await
+                    .map_err(|e| CaError::Config(format!("gRPC server: {e}")))
+            }))
+        }
+        None => None,
+    };
+    let rest = server::serve(ca, server::Listen { listener, tls }, stopped(stop_rx)).await;
+    if let Some(task) = grpc_task {
+        if rest.is_err() {
+            task.abort();
+            return rest;
+        }
+        task.await
+            .map_err(|e| CaError::Config(format!("gRPC task failed: {e}")))??;
+    }
+    rest
 }

@@ -18,6 +18,7 @@
 //! | [`gateway`] | `gateway` | the Fabric Gateway service |
 //! | [`google::rpc`] | `google.rpc` | rich gRPC error status |
 //! | [`twill::cluster`] | `twill.cluster` | Twill's orderer-to-orderer service (ours) |
+//! | [`twill::ca`] | `twill.ca` | the certificate authority's gRPC API (ours) |
 //!
 //! Every map field is a `BTreeMap`, so encoding is deterministic: the same
 //! config always serialises to the same bytes on every node.
@@ -96,6 +97,11 @@ pub mod twill {
     /// Package `twill.cluster`: orderer-to-orderer traffic.
     pub mod cluster {
         include!(concat!(env!("OUT_DIR"), "/twill.cluster.rs"));
+    }
+
+    /// Package `twill.ca`: the certificate authority's gRPC API.
+    pub mod ca {
+        include!(concat!(env!("OUT_DIR"), "/twill.ca.rs"));
     }
 }
 

@@ -15,6 +15,9 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::{json, Value};
 use twill_ca::api::{authorization_token, basic_auth, token_message};
+use twill_ca::grpc::SignedRequest;
+use twill_protos::twill::ca as pb;
+use twill_protos::twill::ca::certificate_authority_client::CertificateAuthorityClient;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 struct Server {
@@ -22,6 +25,8 @@ struct Server {
     addr: String,
     /// Set for HTTPS: the client configuration and the server name.
     tls: Option<(std::sync::Arc<rustls::ClientConfig>, String)>,
+    /// The gRPC address, with `--grpc-port`.
+    grpc: Option<String>,
 }
 
 trait Stream: std::io::Read + std::io::Write {}
@@ -39,9 +44,16 @@ impl Server {
             .spawn()
             .expect("start twill-ca");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
+        let grpc = extra.contains(&"--grpc-port").then(|| {
+            let mut g = String::new();
+            out.read_line(&mut g).unwrap();
+            g.trim()
+                .strip_prefix("grpc listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line: {g:?}"))
+                .to_string()
+        });
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
@@ -52,6 +64,7 @@ impl Server {
             child,
             addr,
             tls: None,
+            grpc,
         }
     }
 
@@ -830,6 +843,254 @@ fn tls_with_self_issued_certificate() {
     srv.tls = Some((https_client(&ca_pem), "ca.example.com".into()));
     let (st, _) = srv.call("GET", "/api/v1/cainfo", None, b"");
     assert_eq!(st, 200);
+    srv.stop();
+}
+
+impl Identity {
+    /// A gRPC signed request for `rpc` over `request`.
+    fn signed(&self, rpc: &str, request: &impl prost::Message) -> SignedRequest {
+        let body = request.encode_to_vec();
+        let msg = twill_ca::grpc::signed_message(rpc, &body, self.cert_pem.as_bytes());
+        let rng = ring::rand::SystemRandom::new();
+        let k = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &self.key.serialize_der(),
+            &rng,
+        )
+        .unwrap();
+        let sig = k.sign(&rng, msg.as_bytes()).unwrap();
+        SignedRequest {
+            request: body,
+            certificate: self.cert_pem.clone().into_bytes(),
+            signature: sig.as_ref().to_vec(),
+        }
+    }
+}
+
+fn grpc_error(r: Result<impl std::fmt::Debug, tonic::Status>) -> (tonic::Code, String) {
+    let s = r.expect_err("expected an error");
+    (s.code(), s.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls() {
+    let home = tempfile::tempdir().unwrap();
+    let srv = Server::start(home.path(), &["--tls", "--grpc-port", "0"]);
+    let ca_pem = std::fs::read_to_string(home.path().join("ca-cert.pem")).unwrap();
+    let tls = twill_comm::ClientTls::new(vec![ca_pem.clone().into_bytes()]);
+    let channel = twill_comm::connect(srv.grpc.as_deref().unwrap(), Some(&tls))
+        .await
+        .unwrap();
+    let mut c = CertificateAuthorityClient::new(channel);
+
+    let info = c
+        .get_ca_info(pb::GetCaInfoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.ca_name, "ca-org1");
+    assert_eq!(info.ca_chain, ca_pem.as_bytes());
+    assert_eq!(
+        grpc_error(
+            c.get_ca_info(pb::GetCaInfoRequest {
+                ca_name: "nope".into()
+            })
+            .await
+        ),
+        (
+            tonic::Code::NotFound,
+            "code 19: CA 'nope' does not exist".into()
+        )
+    );
+
+    // Enroll: wrong secret, then the admin.
+    let (key, csr_pem) = csr("admin");
+    let mut enroll_req = pb::EnrollRequest {
+        enrollment_id: "admin".into(),
+        secret: "wrong".into(),
+        csr: csr_pem,
+        ..Default::default()
+    };
+    assert_eq!(
+        grpc_error(c.enroll(enroll_req.clone()).await),
+        (
+            tonic::Code::Unauthenticated,
+            "code 20: Authentication failure".into()
+        )
+    );
+    enroll_req.secret = "adminpw".into();
+    let out = c.enroll(enroll_req).await.unwrap().into_inner();
+    assert_eq!(out.ca_info.unwrap().ca_chain, ca_pem.as_bytes());
+    let admin = Identity {
+        key,
+        cert_pem: String::from_utf8(out.certificate).unwrap(),
+    };
+
+    // Register a user, enroll it, look at it.
+    let reg = pb::RegisterRequest {
+        id: "user1".into(),
+        affiliation: "org1.department1".into(),
+        attrs: vec![pb::Attribute {
+            name: "app.role".into(),
+            value: "auditor".into(),
+            ecert: true,
+        }],
+        ..Default::default()
+    };
+    let secret = c
+        .register(admin.signed("Register", &reg))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    assert!(!secret.is_empty());
+    // Registering again conflicts, as over REST.
+    let (code, msg) = grpc_error(c.register(admin.signed("Register", &reg)).await);
+    assert_ne!(code, tonic::Code::Ok);
+    assert!(msg.starts_with("code "), "{msg}");
+    let (ukey, ucsr) = csr("user1");
+    let out = c
+        .enroll(pb::EnrollRequest {
+            enrollment_id: "user1".into(),
+            secret,
+            csr: ucsr,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let user = Identity {
+        key: ukey,
+        cert_pem: String::from_utf8(out.certificate).unwrap(),
+    };
+    let ident = c
+        .get_identity(admin.signed(
+            "GetIdentity",
+            &pb::GetIdentityRequest {
+                id: "user1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (ident.r#type.as_str(), ident.affiliation.as_str()),
+        ("client", "org1.department1")
+    );
+    let ids = c
+        .list_identities(admin.signed("ListIdentities", &pb::ListIdentitiesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids.identities.len(), 2);
+    let certs = c
+        .list_certificates(admin.signed(
+            "ListCertificates",
+            &pb::ListCertificatesRequest {
+                id: "user1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(certs.certificates, vec![user.cert_pem.clone().into_bytes()]);
+
+    // Reenroll over gRPC with the user's own certificate.
+    let (_, rcsr) = csr("user1");
+    let re = c
+        .reenroll(user.signed(
+            "Reenroll",
+            &pb::ReenrollRequest {
+                csr: rcsr,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(String::from_utf8(re.certificate)
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+
+    // Bad signatures: signed for another method, tampered body, wrong key.
+    let revoke = pb::RevokeRequest {
+        id: "user1".into(),
+        gen_crl: true,
+        ..Default::default()
+    };
+    let mut wrong_rpc = admin.signed("Register", &revoke);
+    let refused = (
+        tonic::Code::Unauthenticated,
+        "code 20: Authentication failure".to_string(),
+    );
+    assert_eq!(grpc_error(c.revoke(wrong_rpc.clone()).await), refused);
+    wrong_rpc = admin.signed("Revoke", &revoke);
+    wrong_rpc.request.push(0);
+    assert_eq!(grpc_error(c.revoke(wrong_rpc).await), refused);
+    let impostor = Identity {
+        key: KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        cert_pem: admin.cert_pem.clone(),
+    };
+    assert_eq!(
+        grpc_error(c.revoke(impostor.signed("Revoke", &revoke)).await),
+        refused
+    );
+    // A non-registrar may not register (authorization, code 71).
+    let (code, msg) = grpc_error(
+        c.register(user.signed(
+            "Register",
+            &pb::RegisterRequest {
+                id: "user2".into(),
+                ..Default::default()
+            },
+        ))
+        .await,
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            tonic::Code::PermissionDenied,
+            "code 71: Authorization failure"
+        )
+    );
+
+    // Revoke the user (with a CRL); its certificate no longer authenticates.
+    let out = c
+        .revoke(admin.signed("Revoke", &revoke))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(out.revoked.len(), 2);
+    assert!(String::from_utf8(out.crl.clone())
+        .unwrap()
+        .contains("BEGIN X509 CRL"));
+    assert_eq!(
+        grpc_error(
+            c.list_identities(user.signed("ListIdentities", &pb::ListIdentitiesRequest::default()))
+                .await
+        ),
+        refused
+    );
+    let crl = c
+        .gen_crl(admin.signed("GenCRL", &pb::GenCrlRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(String::from_utf8(crl.crl).unwrap().contains("X509 CRL"));
+    let removed = c
+        .remove_identity(admin.signed(
+            "RemoveIdentity",
+            &pb::RemoveIdentityRequest {
+                id: "user1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.id, "user1");
     srv.stop();
 }
 
