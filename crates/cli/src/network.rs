@@ -11,6 +11,11 @@
 //! names (with the chaincode processes, which live in their peer's process
 //! group); `status` shows each node's process, channel height and health.
 //!
+//! With `--ca`, `up` also starts one `twill-ca` per peer org, signing with
+//! the org's cryptogen CA key pair and serving HTTPS, enrolls its registrar
+//! and a client `appuser1` through it, and lists it in the connection
+//! profiles (see docs/network.md).
+//!
 //! ```text
 //! <state-dir>/
 //!   network.json                 the nodes: name, kind, pid, address, operations
@@ -91,6 +96,12 @@ struct UpArgs {
         value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_PEERS_PER_ORG)),
     )]
     peers_per_org: u8,
+    /// Also start one twill-ca per peer org (HTTPS, bootstrap admin:adminpw,
+    /// signing with the org's CA key pair), enroll its admin and register and
+    /// enroll a client identity appuser1 of each org through it, and list the
+    /// CAs in the connection profiles (certificateAuthorities).
+    #[arg(long)]
+    ca: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,13 +139,13 @@ pub(crate) fn run(args: NetworkArgs) -> anyhow::Result<()> {
 pub(crate) struct NodeRecord {
     /// Node name (`orderer0`, `peer0.org1.example.com`).
     pub(crate) name: String,
-    /// `orderer` or `peer`.
+    /// `orderer`, `peer` or `ca`.
     pub(crate) kind: String,
     /// Process id.
     pub(crate) pid: u32,
-    /// gRPC endpoint, `127.0.0.1:<port>`.
+    /// gRPC endpoint (HTTPS for a CA), `127.0.0.1:<port>`.
     pub(crate) address: String,
-    /// Operations endpoint (`/healthz`, `/metrics`).
+    /// Operations endpoint (`/healthz`, `/metrics`); empty for a CA.
     pub(crate) operations: String,
     /// Its log file.
     pub(crate) log: PathBuf,
@@ -301,6 +312,7 @@ impl Progress {
 struct Started {
     nodes: Vec<NodeRecord>,
     orderers: Vec<Child>,
+    cas: Vec<Child>,
     peers: Vec<PeerProc>,
     keep: bool,
 }
@@ -315,7 +327,7 @@ impl Drop for Started {
         }
         let pids: Vec<u32> = self.nodes.iter().map(|n| n.pid).collect();
         stop_groups(&pids);
-        for c in &mut self.orderers {
+        for c in self.orderers.iter_mut().chain(self.cas.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -365,11 +377,15 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))?;
     let bins = bin_dir()?;
-    for name in ["twill-peer", "twill-orderer", "asset-transfer"] {
+    let mut needed = vec!["twill-peer", "twill-orderer", "asset-transfer"];
+    if args.ca {
+        needed.push("twill-ca");
+    }
+    for name in needed {
         if !bins.join(name).is_file() {
             bail!(
                 "{name} not found in {}: build it with \
-                 `cargo build -p twill-cli -p twill-peer -p twill-orderer -p asset-transfer`",
+                 `cargo build -p twill-cli -p twill-peer -p twill-orderer -p twill-ca -p asset-transfer`",
                 bins.display()
             );
         }
@@ -380,10 +396,12 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut progress = Progress::new(UP_STEPS);
+    let steps = if args.ca { UP_STEPS + 2 } else { UP_STEPS };
+    let mut progress = Progress::new(steps);
     let mut started = Started {
         nodes: Vec::new(),
         orderers: Vec::new(),
+        cas: Vec::new(),
         peers: Vec::new(),
         keep: false,
     };
@@ -392,6 +410,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         &root,
         &bins,
         usize::from(args.peers_per_org),
+        args.ca,
         &mut progress,
         &mut started,
     );
@@ -492,6 +511,7 @@ fn up_steps(
     root: &Path,
     bins: &Path,
     peers_per_org: usize,
+    with_ca: bool,
     progress: &mut Progress,
     started: &mut Started,
 ) -> anyhow::Result<String> {
@@ -511,6 +531,17 @@ fn up_steps(
         channel: CHANNEL.into(),
         nodes: Vec::new(),
     };
+
+    let mut cas = Vec::new();
+    if with_ca {
+        progress.step("starting the certificate authorities", None);
+        cas = start_cas(root, bins, started, &mut file, progress)?;
+        progress.step("enrolling the CA admins and appuser1 through the CAs", None);
+        for ca in &cas {
+            progress.log = Some(ca.log.clone());
+            rt.block_on(enroll_org_identities(root, ca))?;
+        }
+    }
 
     progress.step("starting the orderers", None);
     for node in &net.orderers {
@@ -662,7 +693,7 @@ fn up_steps(
     let read = rt.block_on(read_asset(root, &endorsers[0], &asset))?;
 
     progress.step("writing the connection profiles", None);
-    let profiles = write_connection_profiles(root, &started.peers)?;
+    let profiles = write_connection_profiles(root, &started.peers, &cas)?;
     progress.bar.inc(1);
 
     Ok(summary(
@@ -674,6 +705,7 @@ fn up_steps(
         &read,
         height,
         &profiles,
+        &cas,
     ))
 }
 
@@ -720,6 +752,7 @@ fn summary(
     read: &str,
     height: u64,
     profiles: &[PathBuf],
+    cas: &[CaProc],
 ) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -740,6 +773,14 @@ fn summary(
         root.join(STATE_FILE).display()
     );
     for n in &file.nodes {
+        if n.kind == "ca" {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:<8} https://{:<22} pid {}",
+                n.name, n.kind, n.address, n.pid
+            );
+            continue;
+        }
         let _ = writeln!(
             out,
             "  {:<24} {:<8} grpcs://{:<22} operations http://{}  pid {}",
@@ -765,6 +806,29 @@ fn summary(
         )
         .display()
     );
+    if !cas.is_empty() {
+        let _ = writeln!(out, "\ncertificate authorities (registrar admin:adminpw):");
+        for ca in cas {
+            let org = ca.org;
+            let _ = writeln!(out, "  {} {} (--caname {})", ca.name, ca.url(), ca.ca_name);
+            let _ = writeln!(
+                out,
+                "    TLS certificate  {} (issued by {}, the file to trust)",
+                ca.tls_cert.display(),
+                ca.tls_root.display()
+            );
+            let _ = writeln!(
+                out,
+                "    CA admin         {}",
+                msp_dir(root, org, CA_ADMIN).display()
+            );
+            let _ = writeln!(
+                out,
+                "    Org{org}MSP {APP_USER} {}",
+                msp_dir(root, org, APP_USER).display()
+            );
+        }
+    }
     let _ = writeln!(out, "\nconnection profiles:");
     for p in profiles {
         let _ = writeln!(out, "  {}", p.display());
@@ -809,9 +873,29 @@ async fn read_asset(root: &Path, peer: &PeerTarget, id: &str) -> anyhow::Result<
 // ---------------------------------------------------------------------------
 
 /// Writes `connection-org<N>.json` and `.yaml` for each org; their paths.
-fn write_connection_profiles(root: &Path, peers: &[PeerProc]) -> anyhow::Result<Vec<PathBuf>> {
+fn write_connection_profiles(
+    root: &Path,
+    peers: &[PeerProc],
+    cas: &[CaProc],
+) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for org in [1u8, 2] {
+        let mut ca_names = Vec::new();
+        let mut ca_map = serde_json::Map::new();
+        for ca in cas.iter().filter(|c| c.org == org) {
+            let tls_pem = std::fs::read_to_string(&ca.tls_root)
+                .with_context(|| format!("reading {}", ca.tls_root.display()))?;
+            ca_names.push(ca.name.clone());
+            ca_map.insert(
+                ca.name.clone(),
+                serde_json::json!({
+                    "url": ca.url(),
+                    "caName": ca.ca_name,
+                    "tlsCACerts": {"pem": [tls_pem]},
+                    "httpOptions": {"verify": false},
+                }),
+            );
+        }
         let ca_path = tls_ca(root, org);
         let pem = std::fs::read_to_string(&ca_path)
             .with_context(|| format!("reading {}", ca_path.display()))?;
@@ -842,11 +926,15 @@ fn write_connection_profiles(root: &Path, peers: &[PeerProc]) -> anyhow::Result<
                 format!("Org{org}"): {
                     "mspid": format!("Org{org}MSP"),
                     "peers": names,
-                    "certificateAuthorities": [],
+                    "certificateAuthorities": ca_names,
                 },
             },
             "peers": peer_map,
         });
+        let mut profile = profile;
+        if !ca_map.is_empty() {
+            profile["certificateAuthorities"] = serde_json::Value::Object(ca_map);
+        }
         let base = org_dir(root, org).join(format!("connection-org{org}"));
         let json = base.with_extension("json");
         std::fs::write(&json, serde_json::to_string_pretty(&profile)? + "\n")
@@ -986,6 +1074,31 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         if up {
             running += 1;
         }
+        if n.kind == "ca" {
+            let health = if !up {
+                "-"
+            } else if n
+                .address
+                .parse::<SocketAddr>()
+                .ok()
+                .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+            {
+                "listening"
+            } else {
+                "unreachable"
+            };
+            println!(
+                "{:<24} {:<8} {:<8} {:<8} {:<7} {:<10} https://{}",
+                n.name,
+                n.kind,
+                n.pid,
+                if up { "running" } else { "stopped" },
+                "-",
+                health,
+                n.address
+            );
+            continue;
+        }
         let metric = if n.kind == "peer" {
             "ledger_blockchain_height"
         } else {
@@ -1023,5 +1136,196 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         file.nodes.len(),
         file.channel
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Certificate authorities (`up --ca`)
+// ---------------------------------------------------------------------------
+
+/// The CA registrar's name in the msp folder layout:
+/// `users/caadmin@org<N>.example.com/msp`.
+const CA_ADMIN: &str = "caadmin";
+/// The bootstrap registrar of each CA, as in Fabric's test network.
+const CA_BOOTSTRAP: (&str, &str) = ("admin", "adminpw");
+/// The client identity registered and enrolled through each CA.
+const APP_USER: &str = "appuser1";
+
+/// A `twill-ca` of one org.
+struct CaProc {
+    /// Org number (1, 2).
+    org: u8,
+    /// `ca.org<N>.example.com`, the key in the connection profile.
+    name: String,
+    /// `ca-org<N>`, the CA name clients pass (`--caname`).
+    ca_name: String,
+    /// `127.0.0.1:<port>`.
+    address: String,
+    /// The CA's TLS server certificate (`<home>/tls-cert.pem`).
+    tls_cert: PathBuf,
+    /// What clients trust for the CA's TLS: the org CA certificate, which
+    /// issued the TLS certificate.
+    tls_root: PathBuf,
+    /// Its log file.
+    log: PathBuf,
+}
+
+impl CaProc {
+    fn url(&self) -> String {
+        format!("https://{}", self.address)
+    }
+}
+
+/// The folder of org `org`'s CA: `organizations/fabric-ca/org<N>`.
+fn ca_home(root: &Path, org: u8) -> PathBuf {
+    root.join(format!("organizations/fabric-ca/org{org}"))
+}
+
+/// Starts one `twill-ca` per peer org, signing with the org CA key pair
+/// cryptogen made (so what it issues belongs to Org<N>MSP), and serving
+/// HTTPS with a TLS certificate of its own for 127.0.0.1 and localhost.
+/// Records them in network.json and copies each CA's TLS certificate and
+/// URL into the org's `ca/` folder.
+fn start_cas(
+    root: &Path,
+    bins: &Path,
+    started: &mut Started,
+    file: &mut NetworkFile,
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<CaProc>> {
+    let ports = crate::netkit::free_ports(2)?;
+    let bin = bins.join("twill-ca");
+    let mut cas = Vec::new();
+    for (org, port) in [1u8, 2].into_iter().zip(ports) {
+        let home = ca_home(root, org);
+        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+        let ca_dir = org_dir(root, org).join("ca");
+        let name = format!("ca.org{org}.example.com");
+        let log = root.join("logs").join(format!("{name}.log"));
+        progress.log = Some(log.clone());
+        if let Some(parent) = log.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let ca_name = format!("ca-org{org}");
+        let mut child = Command::new(&bin)
+            .arg("--home")
+            .arg(&home)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--ca-name")
+            .arg(&ca_name)
+            .arg("-b")
+            .arg(format!("{}:{}", CA_BOOTSTRAP.0, CA_BOOTSTRAP.1))
+            .arg("--ca-cert")
+            .arg(ca_dir.join(format!("ca.org{org}.example.com-cert.pem")))
+            .arg("--ca-key")
+            .arg(ca_dir.join("priv_sk"))
+            .args(["--tls", "--csr-hosts", "127.0.0.1,localhost"])
+            .env(
+                "RUST_LOG",
+                std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let address = format!("127.0.0.1:{port}");
+        let record = NodeRecord {
+            name: name.clone(),
+            kind: "ca".into(),
+            pid: child.id(),
+            address: address.clone(),
+            operations: String::new(),
+            log: log.clone(),
+        };
+        started.nodes.push(record.clone());
+        file.nodes.push(record);
+        file.write(root)?;
+        let waited = wait_port(&mut child, &name, port, &log);
+        started.cas.push(child);
+        waited?;
+        let tls_cert = home.join("tls-cert.pem");
+        if !tls_cert.is_file() {
+            bail!(
+                "{name} listens but wrote no TLS certificate {}",
+                tls_cert.display()
+            );
+        }
+        std::fs::copy(&tls_cert, ca_dir.join("tls-cert.pem"))
+            .with_context(|| format!("copying {} to {}", tls_cert.display(), ca_dir.display()))?;
+        let url_file = ca_dir.join("ca-url.txt");
+        std::fs::write(&url_file, format!("https://{address}\n"))
+            .with_context(|| format!("writing {}", url_file.display()))?;
+        cas.push(CaProc {
+            org,
+            name,
+            ca_name,
+            address,
+            tls_cert,
+            tls_root: ca_dir.join(format!("ca.org{org}.example.com-cert.pem")),
+            log,
+        });
+    }
+    Ok(cas)
+}
+
+/// Through `ca`: enrolls the bootstrap registrar into
+/// `users/caadmin@org<N>.example.com/msp`, then registers the client
+/// identity appuser1 and enrolls it into `users/appuser1@org<N>.example.com/msp`.
+async fn enroll_org_identities(root: &Path, ca: &CaProc) -> anyhow::Result<()> {
+    use crate::ca::{
+        enroll, register, CaClient, CaTls, CaUrl, EnrollOptions, MspDir, Registration,
+    };
+
+    let org = ca.org;
+    let url = CaUrl::parse(&ca.url())?;
+    let tls = CaTls {
+        root_files: vec![ca.tls_root.clone()],
+        client: None,
+    };
+    let client = CaClient::new(&url, &tls, Some(ca.ca_name.clone()))?;
+    let admin_msp = MspDir::new(msp_dir(root, org, CA_ADMIN));
+    enroll(
+        &client,
+        CA_BOOTSTRAP.0,
+        CA_BOOTSTRAP.1,
+        &EnrollOptions::default(),
+        &admin_msp,
+    )
+    .await
+    .with_context(|| format!("enrolling {}'s registrar {}", ca.name, CA_BOOTSTRAP.0))?;
+    let registrar = admin_msp.signer()?;
+    let secret = format!("{APP_USER}pw");
+    register(
+        &client,
+        &registrar,
+        &Registration {
+            id: APP_USER.into(),
+            secret: Some(secret.clone()),
+            r#type: "client".into(),
+            affiliation: format!("org{org}.department1"),
+            attrs: Vec::new(),
+            max_enrollments: -1,
+        },
+    )
+    .await
+    .with_context(|| format!("registering {APP_USER} with {}", ca.name))?;
+    enroll(
+        &client,
+        APP_USER,
+        &secret,
+        &EnrollOptions::default(),
+        &MspDir::new(msp_dir(root, org, APP_USER)),
+    )
+    .await
+    .with_context(|| format!("enrolling {APP_USER} with {}", ca.name))?;
     Ok(())
 }
