@@ -7,6 +7,7 @@ mod ca;
 mod network;
 mod orderer_e2e;
 mod osnadmin;
+mod revocation;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

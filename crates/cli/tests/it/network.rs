@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::orderer_e2e::ONE_NETWORK_AT_A_TIME;
 
 /// Runs `twill network <args> --state-dir <dir>`, killed after `timeout`.
-fn network(args: &[&str], dir: &Path, timeout: Duration) -> Output {
+pub(crate) fn network(args: &[&str], dir: &Path, timeout: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_twill"))
         .arg("network")
         .args(args)
@@ -44,7 +44,7 @@ fn network(args: &[&str], dir: &Path, timeout: Duration) -> Output {
     }
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -103,8 +103,8 @@ fn alive(pid: u32) -> bool {
 /// Runs `twill network down --clean` on drop, and kills with SIGKILL what
 /// still runs in the recorded nodes' process groups, so a failing test
 /// leaves no process behind.
-struct Down {
-    dir: PathBuf,
+pub(crate) struct Down {
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for Down {
