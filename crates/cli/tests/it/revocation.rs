@@ -305,6 +305,37 @@ fn a_revoked_user_is_refused_after_the_crl_config_update() {
         text(&out)
     );
 
+    // Bad input is one line naming the flag.
+    let not_a_crl = tmp.path().join("not-a-crl.pem");
+    std::fs::write(&not_a_crl, "hello").unwrap();
+    for (org, file, needles) in [
+        ("Org9MSP", &crl, ["--org", "Org9MSP"]),
+        ("Org1MSP", &not_a_crl, ["--crl", "not-a-crl.pem"]),
+    ] {
+        let out = twill_within(
+            &[
+                "channel",
+                "add-crl",
+                "-c",
+                "mychannel",
+                "--org",
+                org,
+                "--crl",
+                s(file),
+                "-o",
+                &orderer,
+                "--orderer-tls-ca",
+                s(&orderer_ca),
+                "--msp-dir",
+                s(&admin),
+                "--msp-id",
+                "Org1MSP",
+            ],
+            CALL_TIMEOUT,
+        );
+        crate::assert_one_line_error(&out, &needles);
+    }
+
     let down = network(&["down", "--clean"], &dir, Duration::from_secs(120));
     assert!(down.status.success(), "{}", text(&down));
     assert!(!dir.exists());
