@@ -63,6 +63,27 @@ fn address_of(dir: &Path, name: &str) -> String {
         .to_string()
 }
 
+/// Submits CreateAsset `id` as the identity in `msp` through the gateway
+/// peer named by the connection `profile`; `Err` is the error text.
+fn gateway_create(profile: &Path, msp: &Path, id: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let gateway = twill_client::Gateway::from_profile(profile, msp)
+            .await
+            .map_err(|e| e.to_string())?;
+        gateway
+            .network("mychannel")
+            .contract("basic")
+            .submit("CreateAsset", &[id, "red", "3", "Ann", "10"])
+            .await
+            .map(drop)
+            .map_err(|e| format!("{e} ({:?})", e.code()))
+    })
+}
+
 #[test]
 fn a_revoked_user_is_refused_after_the_crl_config_update() {
     let _one = ONE_NETWORK_AT_A_TIME
@@ -212,6 +233,13 @@ fn a_revoked_user_is_refused_after_the_crl_config_update() {
         "{}",
         text(&out)
     );
+    // The same user through the Gateway (Fabric's client protocol, here
+    // Twill's SDK with the connection profile `up --ca` wrote).
+    let profile = org1.join("connection-org1.yaml");
+    assert!(
+        gateway_create(&profile, &revokee, "revokee-gw-1").is_ok(),
+        "a CA-enrolled user's transaction through the gateway commits VALID"
+    );
     // appuser1, which `up` enrolled through the CA, transacts too.
     let appuser = org1.join("users/appuser1@org1.example.com/msp");
     let out = invoke(&appuser, "appuser1-asset-1");
@@ -275,6 +303,10 @@ fn a_revoked_user_is_refused_after_the_crl_config_update() {
     let user1 = org1.join("users/User1@org1.example.com/msp");
     let out = invoke(&user1, "user1-asset-1");
     assert!(out.status.success(), "{}", text(&out));
+    // Through the gateway: the endorser refuses the revoked identity.
+    let refused = gateway_create(&profile, &revokee, "revokee-gw-2").unwrap_err();
+    assert!(refused.contains("revoked"), "{refused}");
+    assert!(gateway_create(&profile, &user1, "user1-gw-1").is_ok());
 
     // The same CRL again changes nothing and says so.
     let out = twill_within(
