@@ -172,6 +172,18 @@ impl<S: EndorserSupport> GatewayService<S> {
         Ok((signed, up, channel))
     }
 
+    /// The proposal's channel id, the channel's config and its orgs with
+    /// their peers (this org first).
+    fn orgs_of(
+        &self,
+        up: &UnpackedProposal,
+        channel: &Channel,
+    ) -> (String, Arc<ChannelConfig>, Vec<OrgPeers>) {
+        let cfg = channel.config();
+        let orgs = endorse::org_peers(&cfg, &self.config.local_msp_id, &|a| self.is_self(a));
+        (up.channel_header.channel_id.clone(), cfg, orgs)
+    }
+
     /// Endorses on this peer: a gRPC error from the endorser's checks
     /// (malformed, refused creator) is returned with the local peer's
     /// detail; a chaincode failure is a [`Failure::Chaincode`].
@@ -191,6 +203,28 @@ impl<S: EndorserSupport> GatewayService<S> {
                 status.message().to_owned(),
                 vec![self.local_detail(status.message())],
             )),
+        }
+    }
+
+    /// Asks one endorser (this peer in process, or a remote peer of
+    /// `msp_id`) to process `signed`.
+    async fn ask(
+        &self,
+        target: &Target,
+        msp_id: &str,
+        channel_id: &str,
+        cfg: &ChannelConfig,
+        signed: &SignedProposal,
+        remote: &str,
+    ) -> Result<Result<ProposalResponse, Failure>, Status> {
+        match target {
+            Target::Local => self.endorse_local(signed, remote).await,
+            Target::Remote(address) => {
+                Ok(
+                    endorse::endorse_remote(&self.conns, channel_id, cfg, address, msp_id, signed)
+                        .await,
+                )
+            }
         }
     }
 
@@ -217,20 +251,10 @@ impl<S: EndorserSupport> GatewayService<S> {
             ));
         }
         for target in &org.targets {
-            let outcome = match target {
-                Target::Local => self.endorse_local(signed, remote).await.map_err(Err)?,
-                Target::Remote(address) => {
-                    endorse::endorse_remote(
-                        &self.conns,
-                        channel_id,
-                        cfg,
-                        address,
-                        &org.msp_id,
-                        signed,
-                    )
-                    .await
-                }
-            };
+            let outcome = self
+                .ask(target, &org.msp_id, channel_id, cfg, signed, remote)
+                .await
+                .map_err(Err)?;
             match outcome {
                 Ok(response) => return Ok(response),
                 Err(Failure::Chaincode(d)) => {
@@ -279,9 +303,7 @@ impl<S: EndorserSupport> GatewayService<S> {
             &request.channel_id,
             request.proposed_transaction.as_ref(),
         )?;
-        let cid = up.channel_header.channel_id.clone();
-        let cfg = channel.config();
-        let mut orgs = endorse::org_peers(&cfg, &self.config.local_msp_id, &|a| self.is_self(a));
+        let (cid, cfg, mut orgs) = self.orgs_of(&up, &channel);
         let requested = !request.endorsing_organizations.is_empty();
         if requested {
             let wanted = &request.endorsing_organizations;
@@ -355,9 +377,7 @@ impl<S: EndorserSupport> GatewayService<S> {
             &request.channel_id,
             request.proposed_transaction.as_ref(),
         )?;
-        let cid = up.channel_header.channel_id.clone();
-        let cfg = channel.config();
-        let mut orgs = endorse::org_peers(&cfg, &self.config.local_msp_id, &|a| self.is_self(a));
+        let (cid, cfg, mut orgs) = self.orgs_of(&up, &channel);
         if !request.target_organizations.is_empty() {
             orgs.retain(|o| request.target_organizations.contains(&o.msp_id));
             if orgs.is_empty() {
@@ -372,20 +392,9 @@ impl<S: EndorserSupport> GatewayService<S> {
         let mut details = Vec::new();
         for org in &orgs {
             for target in &org.targets {
-                let outcome = match target {
-                    Target::Local => self.endorse_local(&signed, remote).await?,
-                    Target::Remote(address) => {
-                        endorse::endorse_remote(
-                            &self.conns,
-                            &cid,
-                            &cfg,
-                            address,
-                            &org.msp_id,
-                            &signed,
-                        )
-                        .await
-                    }
-                };
+                let outcome = self
+                    .ask(target, &org.msp_id, &cid, &cfg, &signed, remote)
+                    .await?;
                 match outcome {
                     Ok(response) => {
                         return Ok(EvaluateResponse {
