@@ -44,7 +44,7 @@ pub struct CaArgs {
     #[arg(long)]
     pub ca_name: Option<String>,
     /// Serve HTTPS with a TLS server certificate the CA issues itself for
-    /// --csr-hosts (written to <home>/tls-cert.pem) unless --tls-cert is given.
+    /// --csr-hosts (written to `<home>/tls-cert.pem`) unless --tls-cert is given.
     #[arg(long)]
     pub tls: bool,
     /// Host names and IP addresses of the self-issued TLS certificate.
@@ -67,6 +67,18 @@ pub struct CaArgs {
     /// The private key of --ca-cert (PKCS#8 or SEC1 PEM).
     #[arg(long, requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
+    /// Intermediate-CA mode: the parent CA, `http[s]://<id>:<secret>@host:port`.
+    /// On first start this CA enrolls there (profile `ca`) instead of
+    /// self-signing; the identity needs `hf.IntermediateCA=true`.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Name of the CA at the parent server (its default CA when absent).
+    #[arg(long, requires = "parent")]
+    pub parent_caname: Option<String>,
+    /// PEM file of the CA that signed the parent's TLS certificate
+    /// (needed for an https parent).
+    #[arg(long, requires = "parent")]
+    pub parent_tls_cert: Option<PathBuf>,
     /// A fabric-ca-server-config.yaml (subset).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -177,6 +189,7 @@ const KNOWN: &[&str] = &[
     "affiliations",
     "signing",
     "csr",
+    "intermediate",
 ];
 
 impl CaConfig {
@@ -194,6 +207,28 @@ impl CaConfig {
         };
         if let Some(path) = &args.config {
             cfg.apply_file(path)?;
+        }
+        let cn_configured = cfg.settings.root_subject.cn != "twill-ca";
+        if let Some(url) = &args.parent {
+            let mut p = crate::parent::ParentServer::parse(url)?;
+            if let Some(old) = cfg.settings.parent.take() {
+                p.caname = old.caname;
+                p.tls_certfiles = old.tls_certfiles;
+            }
+            cfg.settings.parent = Some(p);
+        }
+        if let Some(p) = &mut cfg.settings.parent {
+            if let Some(n) = &args.parent_caname {
+                p.caname = Some(n.clone()).filter(|n| !n.is_empty());
+            }
+            if let Some(f) = &args.parent_tls_cert {
+                p.tls_certfiles = vec![f.clone()];
+            }
+            // The parent requires CN = the enrollment ID (as Fabric CA
+            // does), so that is the default CN of an intermediate.
+            if !cn_configured {
+                cfg.settings.root_subject.cn = p.id.clone();
+            }
         }
         if let Some(p) = args.port {
             cfg.port = p;
@@ -356,6 +391,35 @@ impl CaConfig {
         {
             self.settings.cert_validity = parse_duration(&text(exp))
                 .ok_or_else(|| CaError::Config(field("signing.default.expiry: not a duration")))?;
+        }
+        if let Some(inter) = get(&doc, "intermediate") {
+            let url = get(inter, "parentserver")
+                .and_then(|p| get(p, "url"))
+                .map(text)
+                .filter(|u| !u.trim().is_empty());
+            let caname = get(inter, "parentserver")
+                .and_then(|p| get(p, "caname"))
+                .map(text)
+                .filter(|n| !n.is_empty());
+            let certfiles: Vec<PathBuf> = match get(inter, "tls").and_then(|t| get(t, "certfiles"))
+            {
+                Some(Value::Array(items)) => items.iter().map(text).collect(),
+                Some(other) => text(other).split(',').map(str::to_string).collect(),
+                None => Vec::new(),
+            }
+            .into_iter()
+            .map(|f| f.trim().to_string())
+            .filter(|f| !f.is_empty())
+            .map(|f| base.join(f))
+            .collect();
+            if let Some(url) = url {
+                let mut p = crate::parent::ParentServer::parse(&url).map_err(|e| {
+                    CaError::Config(field(&format!("intermediate.parentserver.url: {e}")))
+                })?;
+                p.caname = caname;
+                p.tls_certfiles = certfiles;
+                self.settings.parent = Some(p);
+            }
         }
         if let Some(csr) = get(&doc, "csr") {
             if let Some(hosts) = get(csr, "hosts") {

@@ -17,7 +17,8 @@
 //! - [`signer`]: the CA key and root certificate, issuing, CRLs;
 //! - [`server`]: the axum router and listener (plain HTTP or rustls TLS);
 //! - [`grpc`]: the same operations as gRPC service `twill.ca.CertificateAuthority`;
-//! - [`config`]: command line and `fabric-ca-server-config.yaml` subset.
+//! - [`config`]: command line and `fabric-ca-server-config.yaml` subset;
+//! - [`parent`]: intermediate-CA mode (enrolling with a parent CA).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), twill_ca::CaError> {
@@ -38,6 +39,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod parent;
 pub mod registry;
 pub mod server;
 pub mod service;

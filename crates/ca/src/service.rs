@@ -58,6 +58,9 @@ pub struct CaSettings {
     /// An existing CA certificate and key (PEM files) to issue with,
     /// instead of the `ca-cert.pem`/`ca-key.pem` made in the home.
     pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// Intermediate-CA mode: the parent that issues this CA's certificate
+    /// on first start (ignored when `ca_files` is set).
+    pub parent: Option<crate::parent::ParentServer>,
 }
 
 impl Default for CaSettings {
@@ -81,6 +84,7 @@ impl Default for CaSettings {
                 "org2.department1".into(),
             ],
             ca_files: None,
+            parent: None,
         }
     }
 }
@@ -239,7 +243,12 @@ impl Ca {
     pub fn open(home: &Path, settings: CaSettings) -> CaResult<Self> {
         let signer = match &settings.ca_files {
             Some((cert, key)) => CaSigner::load_existing(cert, key)?,
-            None => CaSigner::load_or_create(home, &settings.root_subject, settings.root_validity)?,
+            None => match &settings.parent {
+                Some(parent) => CaSigner::load_or_enroll(home, &settings.root_subject, parent)?,
+                None => {
+                    CaSigner::load_or_create(home, &settings.root_subject, settings.root_validity)?
+                }
+            },
         };
         let registry = Registry::open(&home.join("registry"))?;
         let ca = Self {
@@ -345,7 +354,7 @@ impl Ca {
     pub fn cainfo(&self) -> CaInfo {
         CaInfo {
             ca_name: self.settings.name.clone(),
-            ca_chain: B64.encode(self.signer.cert_pem()),
+            ca_chain: B64.encode(self.signer.chain_pem()),
             issuer_public_key: String::new(),
             issuer_revocation_public_key: String::new(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -398,17 +407,7 @@ impl Ca {
         }
         let profile = req.profile.as_deref().unwrap_or("");
         match profile {
-            "" | "default" | "tls" => {}
-            "ca" => {
-                return Err(if rec.attr_true(ATTR_INTERMEDIATE_CA) {
-                    CaError::bad(
-                        codes::BAD_REQUEST_BODY,
-                        "Intermediate CA enrollment is not supported by this server",
-                    )
-                } else {
-                    CaError::authz(format!("'{}' lacks hf.IntermediateCA", rec.id))
-                })
-            }
+            "" | "default" | "tls" | signer::PROFILE_CA => {}
             other => {
                 return Err(CaError::bad(
                     codes::BAD_REQUEST_BODY,
@@ -416,6 +415,20 @@ impl Ca {
                 ))
             }
         }
+        // A CA certificate (profile `ca`, or a CSR asking for CA:true)
+        // needs hf.IntermediateCA, as in Fabric CA (403, code 71).
+        let for_ca = profile == signer::PROFILE_CA || csr.is_ca;
+        if for_ca && !rec.attr_true(ATTR_INTERMEDIATE_CA) {
+            return Err(CaError::authz(format!(
+                "Enrolled failed: '{}' does not have hf.IntermediateCA=true, needed for a CA certificate",
+                rec.id
+            )));
+        }
+        let (profile, validity) = if for_ca {
+            (signer::PROFILE_CA, signer::CA_PROFILE_VALIDITY)
+        } else {
+            (profile, self.settings.cert_validity)
+        };
         let mut attrs = BTreeMap::new();
         match &req.attr_reqs {
             None => {
@@ -456,7 +469,7 @@ impl Ca {
             id_type: &rec.id_type,
             affiliation: &rec.affiliation,
             attrs_json,
-            validity: self.settings.cert_validity,
+            validity,
             profile,
         })?;
         self.registry.put_cert(&CertRecord {

@@ -21,6 +21,12 @@ use crate::error::{CaError, CaResult};
 pub const CA_CERT_FILE: &str = "ca-cert.pem";
 /// File name of the CA private key (PKCS#8 PEM, mode 0600).
 pub const CA_KEY_FILE: &str = "ca-key.pem";
+/// File name of an intermediate CA's chain: its certificate, then the
+/// parent's chain (root last), as served in `CAChain`.
+pub const CA_CHAIN_FILE: &str = "ca-chain.pem";
+/// Validity of CA certificates issued with profile `ca` (Fabric CA's
+/// default, 43800h), capped at the issuer's own expiry.
+pub const CA_PROFILE_VALIDITY: Duration = Duration::from_secs(43_800 * 3600);
 /// File name of the TLS server certificate the CA issues itself (`--tls`).
 pub const TLS_CERT_FILE: &str = "tls-cert.pem";
 /// File name of its key (PKCS#8 PEM, mode 0600).
@@ -70,6 +76,8 @@ pub struct ParsedCsr {
     pub spki_der: Vec<u8>,
     /// The requested subjectAltName extension value, DER, if any.
     pub san_der: Option<Vec<u8>>,
+    /// Whether the CSR asks for a CA certificate (basic constraints CA).
+    pub is_ca: bool,
 }
 
 /// Parses a PEM CSR and checks its self-signature.
@@ -113,6 +121,7 @@ pub fn parse_csr(pem_text: &str) -> CaResult<ParsedCsr> {
     // Keep Fabric's subject order: C, ST, L, O.
     names.sort_by_key(|(o, _)| [OID_C, OID_ST, OID_L, OID_O].iter().position(|x| x == o));
     let mut san_der = None;
+    let mut is_ca = false;
     for attr in info.iter_attributes() {
         if let x509_parser::cri_attributes::ParsedCriAttribute::ExtensionRequest(req) =
             attr.parsed_attribute()
@@ -120,6 +129,11 @@ pub fn parse_csr(pem_text: &str) -> CaResult<ParsedCsr> {
             for ext in &req.extensions {
                 if ext.oid.to_id_string() == OID_SAN {
                     san_der = Some(ext.value.to_vec());
+                }
+                if let x509_parser::extensions::ParsedExtension::BasicConstraints(bc) =
+                    ext.parsed_extension()
+                {
+                    is_ca |= bc.ca;
                 }
             }
         }
@@ -129,8 +143,12 @@ pub fn parse_csr(pem_text: &str) -> CaResult<ParsedCsr> {
         names,
         spki_der: info.subject_pki.raw.to_vec(),
         san_der,
+        is_ca,
     })
 }
+
+/// The signing profile of intermediate CA certificates.
+pub const PROFILE_CA: &str = "ca";
 
 /// What goes into an issued certificate besides the CSR's key.
 #[derive(Debug, Clone)]
@@ -145,7 +163,8 @@ pub struct IssueRequest<'a> {
     pub attrs_json: Option<Vec<u8>>,
     /// Validity.
     pub validity: Duration,
-    /// Signing profile (`tls` adds server/client auth usages).
+    /// Signing profile (`tls` adds server/client auth usages; `ca` makes
+    /// a CA certificate: CA:true, pathlen 0, keyCertSign and cRLSign).
     pub profile: &'a str,
 }
 
@@ -177,6 +196,7 @@ pub struct CrlEntry {
 pub struct CaSigner {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    chain_pem: String,
     subject_der: Vec<u8>,
     ski: Vec<u8>,
     not_after: u64,
@@ -251,26 +271,13 @@ impl CaSigner {
         let cert_path = home.join(CA_CERT_FILE);
         let key_path = home.join(CA_KEY_FILE);
         match (cert_path.exists(), key_path.exists()) {
-            (true, true) => Self::load(&cert_path, &key_path),
+            (true, true) => Self::load_with_chain(&cert_path, &key_path, &home.join(CA_CHAIN_FILE)),
             (false, false) => {
                 std::fs::create_dir_all(home).map_err(io_err(home))?;
                 let key =
                     KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
                 let mut params = CertificateParams::default();
-                params.distinguished_name = rcgen::DistinguishedName::new();
-                let dn = &mut params.distinguished_name;
-                for (ty, v) in [
-                    (DnType::CountryName, &subject.c),
-                    (DnType::StateOrProvinceName, &subject.st),
-                    (DnType::LocalityName, &subject.l),
-                    (DnType::OrganizationName, &subject.o),
-                    (DnType::OrganizationalUnitName, &subject.ou),
-                ] {
-                    if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                        dn.push(ty, v);
-                    }
-                }
-                dn.push(DnType::CommonName, subject.cn.as_str());
+                params.distinguished_name = distinguished_name(subject);
                 params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
                 params.key_usages = vec![
                     KeyUsagePurpose::DigitalSignature,
@@ -309,6 +316,100 @@ impl CaSigner {
             ski = %signer.aki_hex(),
             "using existing CA certificate and key"
         );
+        Ok(signer)
+    }
+
+    /// Loads the CA certificate and key from `home`, or, when neither
+    /// exists, makes a P-256 key and a CSR for `subject` and has `parent`
+    /// issue the CA certificate (intermediate-CA mode). Stores
+    /// `ca-key.pem`, `ca-cert.pem` (this CA's certificate) and
+    /// `ca-chain.pem` (this certificate followed by the parent's chain).
+    pub fn load_or_enroll(
+        home: &Path,
+        subject: &RootSubject,
+        parent: &crate::parent::ParentServer,
+    ) -> CaResult<Self> {
+        let cert_path = home.join(CA_CERT_FILE);
+        let key_path = home.join(CA_KEY_FILE);
+        let chain_path = home.join(CA_CHAIN_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => return Self::load_with_chain(&cert_path, &key_path, &chain_path),
+            (true, false) => return Err(missing(&key_path)),
+            (false, true) => return Err(missing(&cert_path)),
+            (false, false) => {}
+        }
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(cert_err)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(subject);
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|r| r.pem())
+            .map_err(cert_err)?;
+        tracing::info!(target: "ca::signer", parent = %parent.display_url(), id = %parent.id, "enrolling with the parent CA (profile ca)");
+        let got = parent.enroll(&csr_pem)?;
+        let blocks = pem::parse_many(got.cert_pem.as_bytes()).map_err(|e| {
+            CaError::Config(format!("--parent: the issued certificate is not PEM: {e}"))
+        })?;
+        let own = blocks
+            .iter()
+            .find(|b| b.tag() == "CERTIFICATE")
+            .ok_or_else(|| {
+                CaError::Config("--parent: the parent returned no certificate".into())
+            })?;
+        let own_pem = pem_lf(own.contents());
+        let (_, cert) = X509Certificate::from_der(own.contents())
+            .map_err(|e| CaError::Config(format!("--parent: the issued certificate: {e}")))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(CaError::Config(
+                "--parent: the issued certificate is not for this CA's key".into(),
+            ));
+        }
+        if !cert
+            .basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|bc| bc.value.ca)
+        {
+            return Err(CaError::Config(
+                "--parent: the parent issued a certificate that is not a CA certificate".into(),
+            ));
+        }
+        let mut chain = own_pem.clone();
+        for b in pem::parse_many(got.chain_pem.as_bytes())
+            .map_err(|e| {
+                CaError::Config(format!("--parent: the parent's CAChain is not PEM: {e}"))
+            })?
+            .iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+        {
+            chain.push_str(&pem_lf(b.contents()));
+        }
+        std::fs::create_dir_all(home).map_err(io_err(home))?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        std::fs::write(&chain_path, &chain).map_err(io_err(&chain_path))?;
+        std::fs::write(&cert_path, &own_pem).map_err(io_err(&cert_path))?;
+        tracing::info!(target: "ca::signer", path = %cert_path.display(), parent = %parent.display_url(), "stored the intermediate CA certificate issued by the parent");
+        Self::load_with_chain(&cert_path, &key_path, &chain_path)
+    }
+
+    /// [`Self::load`], serving `chain_path` as `CAChain` when it exists.
+    fn load_with_chain(cert_path: &Path, key_path: &Path, chain_path: &Path) -> CaResult<Self> {
+        let mut signer = Self::load(cert_path, key_path)?;
+        if chain_path.exists() {
+            let chain = std::fs::read_to_string(chain_path).map_err(io_err(chain_path))?;
+            let first = pem::parse(&chain)
+                .map_err(|e| CaError::Config(format!("{}: {e}", chain_path.display())))?;
+            let own = pem::parse(&signer.cert_pem)
+                .map_err(|e| CaError::Config(format!("{}: {e}", cert_path.display())))?;
+            if first.contents() != own.contents() {
+                return Err(CaError::Config(format!(
+                    "{} does not start with the certificate {}",
+                    chain_path.display(),
+                    cert_path.display()
+                )));
+            }
+            signer.chain_pem = chain;
+        }
         Ok(signer)
     }
 
@@ -366,6 +467,7 @@ impl CaSigner {
         let issuer = Issuer::from_ca_cert_der(&der.clone().into(), key).map_err(cert_err)?;
         Ok(Self {
             issuer,
+            chain_pem: cert_pem.clone(),
             cert_pem,
             subject_der,
             ski,
@@ -373,9 +475,15 @@ impl CaSigner {
         })
     }
 
-    /// The CA certificate, PEM.
+    /// The CA certificate file, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
+    }
+
+    /// The chain served as `CAChain`, PEM: this CA's certificate first,
+    /// then (for an intermediate) its parent's chain, root last.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
     }
 
     /// The CA's subject key identifier (AKI of what it issues), hex.
@@ -424,10 +532,12 @@ impl CaSigner {
                 w.next().write_der(&req.csr.spki_der);
                 w.next().write_tagged(yasna::Tag::context(3), |w| {
                     w.write_sequence(|w| {
-                        let (ku, ku_len) = if req.profile == "tls" {
-                            (0xA8u8, 5)
-                        } else {
-                            (0x80u8, 1)
+                        // digitalSignature; tls adds keyEncipherment and
+                        // keyAgreement; ca is keyCertSign and cRLSign.
+                        let (ku, ku_len) = match req.profile {
+                            "tls" => (0xA8u8, 5),
+                            PROFILE_CA => (0x06u8, 7),
+                            _ => (0x80u8, 1),
                         };
                         write_ext(
                             w.next(),
@@ -452,7 +562,15 @@ impl CaSigner {
                             w.next(),
                             OID_BASIC_CONSTRAINTS,
                             true,
-                            &yasna::construct_der(|w| w.write_sequence(|_| {})),
+                            &yasna::construct_der(|w| {
+                                w.write_sequence(|w| {
+                                    if req.profile == PROFILE_CA {
+                                        // CA:TRUE, pathlen 0.
+                                        w.next().write_bool(true);
+                                        w.next().write_u8(0);
+                                    }
+                                })
+                            }),
                         );
                         write_ext(
                             w.next(),
@@ -569,6 +687,30 @@ impl CaSigner {
         let crl = params.signed_by(&self.issuer).map_err(cert_err)?;
         crl.pem().map_err(cert_err)
     }
+}
+
+fn distinguished_name(subject: &RootSubject) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    for (ty, v) in [
+        (DnType::CountryName, &subject.c),
+        (DnType::StateOrProvinceName, &subject.st),
+        (DnType::LocalityName, &subject.l),
+        (DnType::OrganizationName, &subject.o),
+        (DnType::OrganizationalUnitName, &subject.ou),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            dn.push(ty, v);
+        }
+    }
+    dn.push(DnType::CommonName, subject.cn.as_str());
+    dn
+}
+
+fn pem_lf(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Parses a P-256 private key from PKCS#8 (`PRIVATE KEY`) or SEC1

@@ -20,6 +20,8 @@ use twill_protos::twill::ca as pb;
 use twill_protos::twill::ca::certificate_authority_client::CertificateAuthorityClient;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
+mod intermediate;
+
 struct Server {
     child: Child,
     addr: String,
@@ -37,7 +39,12 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_twill-ca"))
             .arg("--home")
             .arg(home)
-            .args(["--port", "0", "--ca-name", "ca-org1", "-b", "admin:adminpw"])
+            .args(["--port", "0", "-b", "admin:adminpw"])
+            .args(if extra.contains(&"--ca-name") {
+                &[][..]
+            } else {
+                &["--ca-name", "ca-org1"][..]
+            })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
