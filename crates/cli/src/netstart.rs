@@ -440,6 +440,7 @@ pub(crate) async fn deploy_chaincode_reporting(
     }
 
     let validation_parameter = application_policy(policy, None)?.encode_to_vec();
+    let timeout = wait;
     let wait = Some(wait);
     let mut approved = Vec::new();
     for (peer, org) in peers.iter().zip(orgs) {
@@ -500,18 +501,33 @@ pub(crate) async fn deploy_chaincode_reporting(
     };
     let first = orgs.first().copied().unwrap_or(1);
     let admin = load_signer(&msp_dir(root, first, "Admin"), &format!("Org{first}MSP"))?;
-    let built = lifecycle_proposal(&admin, CHANNEL, "CommitChaincodeDefinition", &commit)?;
-    Submit {
-        signer: &admin,
-        channel: CHANNEL,
-        peers: commit_peers,
-        orderer,
-        wait,
-        failure: Failure::Lifecycle,
+    // Each approval was waited for on its own org's peer only: a commit
+    // peer of another org may not have committed the last block of
+    // approvals yet, and then refuses to endorse the commit. Nothing was
+    // ordered then, so ask again (a new proposal) until `wait` runs out.
+    let deadline = Instant::now() + timeout;
+    loop {
+        let built = lifecycle_proposal(&admin, CHANNEL, "CommitChaincodeDefinition", &commit)?;
+        let result = Submit {
+            signer: &admin,
+            channel: CHANNEL,
+            peers: commit_peers,
+            orderer,
+            wait,
+            failure: Failure::Lifecycle,
+        }
+        .run_reporting(&built, report)
+        .await;
+        match result {
+            Ok(_) => break,
+            Err(e)
+                if format!("{e:#}").contains("missing approvals") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.context(format!("committing {CHAINCODE}"))),
+        }
     }
-    .run_reporting(&built, report)
-    .await
-    .with_context(|| format!("committing {CHAINCODE}"))?;
     Ok(package_id)
 }
 

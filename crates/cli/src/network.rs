@@ -11,10 +11,13 @@
 //! names (with the chaincode processes, which live in their peer's process
 //! group); `status` shows each node's process, channel height and health.
 //!
-//! With `--ca`, `up` also starts one `twill-ca` per peer org, signing with
-//! the org's cryptogen CA key pair and serving HTTPS, enrolls its registrar
-//! and a client `appuser1` through it, and lists it in the connection
-//! profiles (see docs/network.md).
+//! With `--ca`, `up` first starts one `twill-ca` per org (orderer org,
+//! Org1, Org2), signing with the org's cryptogen CA key pair and serving
+//! HTTPS; enrolls its registrar, and registers and enrolls through it the
+//! signing identities of the org's nodes, Admin and User1 (replacing
+//! cryptogen's; TLS stays cryptogen's) and a client `appuser1`; then starts
+//! the nodes, and lists the peer orgs' CAs in the connection profiles (see
+//! docs/network.md).
 //!
 //! ```text
 //! <state-dir>/
@@ -96,10 +99,13 @@ struct UpArgs {
         value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_PEERS_PER_ORG)),
     )]
     peers_per_org: u8,
-    /// Also start one twill-ca per peer org (HTTPS, bootstrap admin:adminpw,
-    /// signing with the org's CA key pair), enroll its admin and register and
-    /// enroll a client identity appuser1 of each org through it, and list the
-    /// CAs in the connection profiles (certificateAuthorities).
+    /// Also start one twill-ca per org, orderer org included (HTTPS,
+    /// bootstrap admin:adminpw, signing with the org's CA key pair), before
+    /// the nodes; register and enroll through it the signing identities of
+    /// the org's peers or orderers, Admin and User1 (instead of cryptogen's;
+    /// TLS certificates stay cryptogen's) and a client appuser1 of each peer
+    /// org; list the peer orgs' CAs in the connection profiles
+    /// (certificateAuthorities).
     #[arg(long)]
     ca: bool,
 }
@@ -536,10 +542,13 @@ fn up_steps(
     if with_ca {
         progress.step("starting the certificate authorities", None);
         cas = start_cas(root, bins, started, &mut file, progress)?;
-        progress.step("enrolling the CA admins and appuser1 through the CAs", None);
+        progress.step(
+            "enrolling the nodes', admins' and users' identities through the CAs",
+            None,
+        );
         for ca in &cas {
             progress.log = Some(ca.log.clone());
-            rt.block_on(enroll_org_identities(root, ca))?;
+            rt.block_on(enroll_org_identities(ca, &ca_identities(ca, &net)))?;
         }
     }
 
@@ -809,7 +818,6 @@ fn summary(
     if !cas.is_empty() {
         let _ = writeln!(out, "\ncertificate authorities (registrar admin:adminpw):");
         for ca in cas {
-            let org = ca.org;
             let _ = writeln!(out, "  {} {} (--caname {})", ca.name, ca.url(), ca.ca_name);
             let _ = writeln!(
                 out,
@@ -820,13 +828,20 @@ fn summary(
             let _ = writeln!(
                 out,
                 "    CA admin         {}",
-                msp_dir(root, org, CA_ADMIN).display()
+                ca.user_msp(CA_ADMIN).display()
             );
-            let _ = writeln!(
-                out,
-                "    Org{org}MSP {APP_USER} {}",
-                msp_dir(root, org, APP_USER).display()
-            );
+            if ca.org == 0 {
+                let _ = writeln!(
+                    out,
+                    "    enrolled through it: the orderers' and Admin's signing identities"
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "    enrolled through it: the peers', Admin's and User1's signing identities, and {APP_USER} {}",
+                    ca.user_msp(APP_USER).display()
+                );
+            }
         }
     }
     let _ = writeln!(out, "\nconnection profiles:");
@@ -1151,20 +1166,63 @@ const CA_BOOTSTRAP: (&str, &str) = ("admin", "adminpw");
 /// The client identity registered and enrolled through each CA.
 const APP_USER: &str = "appuser1";
 
+/// An org that gets a CA with `--ca`.
+struct CaOrg {
+    /// Org number (1, 2); 0 for the orderer org.
+    org: u8,
+    /// `org<N>.example.com`, or `example.com` for the orderer org.
+    domain: String,
+    /// The org's folder under `organizations/`.
+    dir: PathBuf,
+    /// The CA's home: `organizations/fabric-ca/org<N>` or
+    /// `organizations/fabric-ca/ordererOrg`.
+    home: PathBuf,
+    /// `ca-org<N>` or `ca-orderer`, the CA name clients pass (`--caname`).
+    ca_name: String,
+}
+
+/// The orderer org, then Org1 and Org2.
+fn ca_orgs(root: &Path) -> Vec<CaOrg> {
+    let mut orgs = vec![CaOrg {
+        org: 0,
+        domain: "example.com".into(),
+        dir: root.join("organizations/ordererOrganizations/example.com"),
+        home: root.join("organizations/fabric-ca/ordererOrg"),
+        ca_name: "ca-orderer".into(),
+    }];
+    for org in [1u8, 2] {
+        orgs.push(CaOrg {
+            org,
+            domain: format!("org{org}.example.com"),
+            dir: org_dir(root, org),
+            home: root.join(format!("organizations/fabric-ca/org{org}")),
+            ca_name: format!("ca-org{org}"),
+        });
+    }
+    orgs
+}
+
 /// A `twill-ca` of one org.
 struct CaProc {
-    /// Org number (1, 2).
+    /// Org number (1, 2); 0 for the orderer org.
     org: u8,
-    /// `ca.org<N>.example.com`, the key in the connection profile.
+    /// `org<N>.example.com`, or `example.com` for the orderer org.
+    domain: String,
+    /// The org's folder under `organizations/`.
+    org_dir: PathBuf,
+    /// The CA's home.
+    home: PathBuf,
+    /// `ca.<domain>`, the key in the connection profile.
     name: String,
-    /// `ca-org<N>`, the CA name clients pass (`--caname`).
+    /// `ca-org<N>` or `ca-orderer`, the CA name clients pass (`--caname`).
     ca_name: String,
     /// `127.0.0.1:<port>`.
     address: String,
     /// The CA's TLS server certificate (`<home>/tls-cert.pem`).
     tls_cert: PathBuf,
-    /// What clients trust for the CA's TLS: the org CA certificate, which
-    /// issued the TLS certificate.
+    /// The org CA certificate cryptogen made, which the CA signs with: what
+    /// the org's MSP folders hold in `cacerts/`, and what clients trust for
+    /// the CA's TLS (it issued the TLS certificate).
     tls_root: PathBuf,
     /// Its log file.
     log: PathBuf,
@@ -1174,18 +1232,21 @@ impl CaProc {
     fn url(&self) -> String {
         format!("https://{}", self.address)
     }
+
+    /// `users/<user>@<domain>/msp` of the CA's org.
+    fn user_msp(&self, user: &str) -> PathBuf {
+        self.org_dir
+            .join("users")
+            .join(format!("{user}@{}", self.domain))
+            .join("msp")
+    }
 }
 
-/// The folder of org `org`'s CA: `organizations/fabric-ca/org<N>`.
-fn ca_home(root: &Path, org: u8) -> PathBuf {
-    root.join(format!("organizations/fabric-ca/org{org}"))
-}
-
-/// Starts one `twill-ca` per peer org, signing with the org CA key pair
-/// cryptogen made (so what it issues belongs to Org<N>MSP), and serving
-/// HTTPS with a TLS certificate of its own for 127.0.0.1 and localhost.
-/// Records them in network.json and copies each CA's TLS certificate and
-/// URL into the org's `ca/` folder.
+/// Starts one `twill-ca` for the orderer org and one per peer org, each
+/// signing with the org CA key pair cryptogen made (so what it issues
+/// belongs to the org's MSP), and serving HTTPS with a TLS certificate of
+/// its own for 127.0.0.1 and localhost. Records them in network.json and
+/// copies each CA's TLS certificate and URL into the org's `ca/` folder.
 fn start_cas(
     root: &Path,
     bins: &Path,
@@ -1193,14 +1254,22 @@ fn start_cas(
     file: &mut NetworkFile,
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<CaProc>> {
-    let ports = crate::netkit::free_ports(2)?;
+    let orgs = ca_orgs(root);
+    let ports = crate::netkit::free_ports(orgs.len())?;
     let bin = bins.join("twill-ca");
     let mut cas = Vec::new();
-    for (org, port) in [1u8, 2].into_iter().zip(ports) {
-        let home = ca_home(root, org);
+    for (ca_org, port) in orgs.into_iter().zip(ports) {
+        let CaOrg {
+            org,
+            domain,
+            dir,
+            home,
+            ca_name,
+        } = ca_org;
         std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-        let ca_dir = org_dir(root, org).join("ca");
-        let name = format!("ca.org{org}.example.com");
+        let ca_dir = dir.join("ca");
+        let ca_cert = ca_dir.join(format!("ca.{domain}-cert.pem"));
+        let name = format!("ca.{domain}");
         let log = root.join("logs").join(format!("{name}.log"));
         progress.log = Some(log.clone());
         if let Some(parent) = log.parent() {
@@ -1212,7 +1281,6 @@ fn start_cas(
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let ca_name = format!("ca-org{org}");
         let mut child = Command::new(&bin)
             .arg("--home")
             .arg(&home)
@@ -1223,7 +1291,7 @@ fn start_cas(
             .arg("-b")
             .arg(format!("{}:{}", CA_BOOTSTRAP.0, CA_BOOTSTRAP.1))
             .arg("--ca-cert")
-            .arg(ca_dir.join(format!("ca.org{org}.example.com-cert.pem")))
+            .arg(&ca_cert)
             .arg("--ca-key")
             .arg(ca_dir.join("priv_sk"))
             .args(["--tls", "--csr-hosts", "127.0.0.1,localhost"])
@@ -1266,33 +1334,84 @@ fn start_cas(
             .with_context(|| format!("writing {}", url_file.display()))?;
         cas.push(CaProc {
             org,
+            domain,
+            org_dir: dir,
+            home,
             name,
             ca_name,
             address,
             tls_cert,
-            tls_root: ca_dir.join(format!("ca.org{org}.example.com-cert.pem")),
+            tls_root: ca_cert,
             log,
         });
     }
     Ok(cas)
 }
 
+/// An identity a CA registers and enrolls in place of cryptogen's.
+struct CaIdentity {
+    /// Enrollment ID, also the certificate's CN: cryptogen's CN
+    /// (`peer0.org1.example.com`, `orderer0.example.com`, `Admin@org1.example.com`).
+    id: String,
+    /// Registered type, which the CA puts as the first OU (NodeOUs).
+    kind: &'static str,
+    /// The msp folder whose `signcerts/` and `keystore/` it replaces.
+    msp: PathBuf,
+}
+
+/// What `ca`'s org enrolls through it: its nodes (peers or orderers), its
+/// Admin and, for a peer org, its User1.
+fn ca_identities(ca: &CaProc, net: &OrdererNet) -> Vec<CaIdentity> {
+    let mut ids = Vec::new();
+    if ca.org == 0 {
+        for node in &net.orderers {
+            let id = format!("{}.{}", node.name, ca.domain);
+            ids.push(CaIdentity {
+                msp: ca.org_dir.join("orderers").join(&id).join("msp"),
+                id,
+                kind: "orderer",
+            });
+        }
+    } else {
+        for slot in net.peers.iter().filter(|p| p.org == ca.org) {
+            ids.push(CaIdentity {
+                id: slot.name.clone(),
+                kind: "peer",
+                msp: ca.org_dir.join("peers").join(&slot.name).join("msp"),
+            });
+        }
+    }
+    let mut users = vec![("Admin", "admin")];
+    if ca.org != 0 {
+        users.push(("User1", "client"));
+    }
+    for (user, kind) in users {
+        ids.push(CaIdentity {
+            id: format!("{user}@{}", ca.domain),
+            kind,
+            msp: ca.user_msp(user),
+        });
+    }
+    ids
+}
+
 /// Through `ca`: enrolls the bootstrap registrar into
-/// `users/caadmin@org<N>.example.com/msp`, then registers the client
-/// identity appuser1 and enrolls it into `users/appuser1@org<N>.example.com/msp`.
-async fn enroll_org_identities(root: &Path, ca: &CaProc) -> anyhow::Result<()> {
+/// `users/caadmin@<domain>/msp`; for a peer org registers the client
+/// identity appuser1 and enrolls it into `users/appuser1@<domain>/msp`;
+/// then registers and enrolls each of `ids`, replacing the signing
+/// identity (`signcerts/`, `keystore/`) cryptogen put in its msp folder.
+async fn enroll_org_identities(ca: &CaProc, ids: &[CaIdentity]) -> anyhow::Result<()> {
     use crate::ca::{
         enroll, register, CaClient, CaTls, CaUrl, EnrollOptions, MspDir, Registration,
     };
 
-    let org = ca.org;
     let url = CaUrl::parse(&ca.url())?;
     let tls = CaTls {
         root_files: vec![ca.tls_root.clone()],
         client: None,
     };
     let client = CaClient::new(&url, &tls, Some(ca.ca_name.clone()))?;
-    let admin_msp = MspDir::new(msp_dir(root, org, CA_ADMIN));
+    let admin_msp = MspDir::new(ca.user_msp(CA_ADMIN));
     enroll(
         &client,
         CA_BOOTSTRAP.0,
@@ -1303,29 +1422,117 @@ async fn enroll_org_identities(root: &Path, ca: &CaProc) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("enrolling {}'s registrar {}", ca.name, CA_BOOTSTRAP.0))?;
     let registrar = admin_msp.signer()?;
-    let secret = format!("{APP_USER}pw");
-    register(
-        &client,
-        &registrar,
-        &Registration {
-            id: APP_USER.into(),
-            secret: Some(secret.clone()),
-            r#type: "client".into(),
-            affiliation: format!("org{org}.department1"),
-            attrs: Vec::new(),
-            max_enrollments: -1,
-        },
-    )
-    .await
-    .with_context(|| format!("registering {APP_USER} with {}", ca.name))?;
-    enroll(
-        &client,
-        APP_USER,
-        &secret,
-        &EnrollOptions::default(),
-        &MspDir::new(msp_dir(root, org, APP_USER)),
-    )
-    .await
-    .with_context(|| format!("enrolling {APP_USER} with {}", ca.name))?;
+    if ca.org != 0 {
+        let secret = format!("{APP_USER}pw");
+        register(
+            &client,
+            &registrar,
+            &Registration {
+                id: APP_USER.into(),
+                secret: Some(secret.clone()),
+                r#type: "client".into(),
+                affiliation: format!("org{}.department1", ca.org),
+                attrs: Vec::new(),
+                max_enrollments: -1,
+            },
+        )
+        .await
+        .with_context(|| format!("registering {APP_USER} with {}", ca.name))?;
+        enroll(
+            &client,
+            APP_USER,
+            &secret,
+            &EnrollOptions::default(),
+            &MspDir::new(ca.user_msp(APP_USER)),
+        )
+        .await
+        .with_context(|| format!("enrolling {APP_USER} with {}", ca.name))?;
+    }
+
+    let staging_root = ca.home.join("enrollments");
+    for identity in ids {
+        // The registrar's affiliation (the root): the certificate's only OU
+        // is the type, as cryptogen's.
+        let secret = register(
+            &client,
+            &registrar,
+            &Registration {
+                id: identity.id.clone(),
+                secret: None,
+                r#type: identity.kind.into(),
+                affiliation: String::new(),
+                attrs: Vec::new(),
+                max_enrollments: -1,
+            },
+        )
+        .await
+        .with_context(|| format!("registering {} with {}", identity.id, ca.name))?;
+        let staging = MspDir::new(staging_root.join(&identity.id));
+        enroll(
+            &client,
+            &identity.id,
+            &secret,
+            &EnrollOptions::default(),
+            &staging,
+        )
+        .await
+        .with_context(|| format!("enrolling {} with {}", identity.id, ca.name))?;
+        replace_signing_identity(staging.path(), &identity.msp, &ca.tls_root)?;
+        MspDir::new(identity.msp.clone()).signer()?;
+    }
+    if staging_root.exists() {
+        std::fs::remove_dir_all(&staging_root)
+            .with_context(|| format!("removing {}", staging_root.display()))?;
+    }
+    Ok(())
+}
+
+/// The DER certificates of PEM file `path`.
+fn pem_certs(path: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let blocks = twill_crypto::pem::parse_pem_blocks(&text)
+        .map_err(|e| anyhow!("{} is not PEM: {e}", path.display()))?;
+    Ok(blocks.into_iter().map(|(_, der)| der).collect())
+}
+
+/// Moves the enrollment in msp folder `from` into msp folder `to`:
+/// `to`'s `signcerts/` and `keystore/` get exactly `from`'s. `to` keeps its
+/// `cacerts/`, `tlscacerts/` and NodeOUs `config.yaml`, which stay right
+/// because the CA's root (checked against `org_ca`) is the org CA they name.
+fn replace_signing_identity(from: &Path, to: &Path, org_ca: &Path) -> anyhow::Result<()> {
+    let expected = pem_certs(org_ca)?;
+    let cacerts = from.join("cacerts");
+    let mut roots = Vec::new();
+    for entry in
+        std::fs::read_dir(&cacerts).with_context(|| format!("reading {}", cacerts.display()))?
+    {
+        roots.extend(pem_certs(&entry?.path())?);
+    }
+    if roots != expected {
+        bail!(
+            "the CA's root in {} is not the org CA {}",
+            cacerts.display(),
+            org_ca.display()
+        );
+    }
+    for sub in ["signcerts", "keystore"] {
+        let src = from.join(sub);
+        let dst = to.join(sub);
+        if dst.exists() {
+            std::fs::remove_dir_all(&dst).with_context(|| format!("removing {}", dst.display()))?;
+        }
+        std::fs::create_dir_all(&dst).with_context(|| format!("creating {}", dst.display()))?;
+        for entry in
+            std::fs::read_dir(&src).with_context(|| format!("reading {}", src.display()))?
+        {
+            let path = entry?.path();
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            std::fs::copy(&path, dst.join(name))
+                .with_context(|| format!("copying {} to {}", path.display(), dst.display()))?;
+        }
+    }
     Ok(())
 }

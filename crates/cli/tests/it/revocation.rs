@@ -1,9 +1,11 @@
 //! Revocation end to end: `twill network up --ca` starts a twill-ca per
-//! org signing with the org's CA key pair; a user registered and enrolled
+//! org signing with the org's CA key pair and enrolls the nodes', Admins'
+//! and User1s' signing identities through them (checked against the CAs'
+//! certificate lists); a user registered and enrolled
 //! through Org1's CA submits CreateAsset (VALID); the CA revokes it and its
 //! CRL goes into Org1MSP in the channel config (`twill channel add-crl`);
 //! then the endorsers refuse that user's next transaction as revoked, while
-//! Org1's cryptogen User1 still transacts.
+//! Org1's User1 still transacts.
 //!
 //! Needs `twill-peer`, `twill-orderer`, `twill-ca` and `asset-transfer`
 //! next to `twill`: `cargo build -p twill-cli -p twill-peer -p twill-orderer
@@ -84,6 +86,42 @@ fn gateway_create(profile: &Path, msp: &Path, id: &str) -> Result<(), String> {
     })
 }
 
+/// The serial (lowercase hex) and subject of the certificate in `path`.
+fn serial_and_subject(path: &Path) -> (String, String) {
+    use x509_parser::prelude::FromDer;
+    let pem = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let blocks = twill_crypto::pem::parse_pem_blocks(&pem).expect("PEM");
+    let der = &blocks.first().expect("a PEM block").1;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).expect("X.509");
+    (hex::encode(cert.raw_serial()), cert.subject().to_string())
+}
+
+/// Asserts that the signing certificate of msp folder `msp` is the only
+/// one there and is in the certificate list of the CA at `ca_url` (as
+/// enrollment `id`, with `OU=<ou>` first), as its registrar `ca_admin` sees it.
+fn assert_issued_by_ca(ca_url: &str, ca: &[&str], ca_admin: &Path, id: &str, ou: &str, msp: &Path) {
+    let signcerts: Vec<_> = std::fs::read_dir(msp.join("signcerts"))
+        .expect("signcerts")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(signcerts, ["cert.pem"], "{}", msp.display());
+    let (serial, subject) = serial_and_subject(&msp.join("signcerts/cert.pem"));
+    assert_eq!(subject, format!("OU={ou}, CN={id}"), "{}", msp.display());
+    for f in ["config.yaml", "cacerts"] {
+        assert!(msp.join(f).exists(), "{}: no {f}", msp.display());
+    }
+    let mut args = vec!["ca", "certificate", "list", "-u", ca_url];
+    args.extend(ca);
+    args.extend(["--mspdir", s(ca_admin), "--id", id]);
+    let out = twill_within(&args, CALL_TIMEOUT);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(&format!("Serial: {serial}, Subject: {subject},")),
+        "{id} ({serial}) not issued by {ca_url}: {listed}"
+    );
+}
+
 #[test]
 fn a_revoked_user_is_refused_after_the_crl_config_update() {
     let _one = ONE_NETWORK_AT_A_TIME
@@ -140,7 +178,7 @@ fn a_revoked_user_is_refused_after_the_crl_config_update() {
     let status = network(&["status"], &dir, Duration::from_secs(120));
     let status_out = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(
-        status_out.contains("7 of 7 node(s) running"),
+        status_out.contains("8 of 8 node(s) running"),
         "{status_out}"
     );
 
@@ -155,6 +193,83 @@ fn a_revoked_user_is_refused_after_the_crl_config_update() {
         "--mspdir",
         s(&ca_admin),
     ];
+
+    // The nodes, Admins and User1s were enrolled through the CAs: the
+    // orderer org's (ca-orderer) and the peer orgs'.
+    let orderer_org = dir.join("organizations/ordererOrganizations/example.com");
+    let orderer_ca_url =
+        std::fs::read_to_string(orderer_org.join("ca/ca-url.txt")).expect("orderer ca-url.txt");
+    let orderer_ca_url = orderer_ca_url.trim();
+    assert_eq!(
+        orderer_ca_url,
+        format!("https://{}", address_of(&dir, "ca.example.com"))
+    );
+    let orderer_ca_root = orderer_org.join("ca/ca.example.com-cert.pem");
+    let orderer_conn = [
+        "--caname",
+        "ca-orderer",
+        "--tls.certfiles",
+        s(&orderer_ca_root),
+    ];
+    let orderer_ca_admin = orderer_org.join("users/caadmin@example.com/msp");
+    for (id, ou, msp) in [
+        (
+            "orderer0.example.com",
+            "orderer",
+            orderer_org.join("orderers/orderer0.example.com/msp"),
+        ),
+        (
+            "orderer2.example.com",
+            "orderer",
+            orderer_org.join("orderers/orderer2.example.com/msp"),
+        ),
+        (
+            "Admin@example.com",
+            "admin",
+            orderer_org.join("users/Admin@example.com/msp"),
+        ),
+    ] {
+        assert_issued_by_ca(
+            orderer_ca_url,
+            &orderer_conn,
+            &orderer_ca_admin,
+            id,
+            ou,
+            &msp,
+        );
+    }
+    let org1_conn = ["--caname", "ca-org1", "--tls.certfiles", s(&ca_root)];
+    for (id, ou, msp) in [
+        (
+            "peer0.org1.example.com",
+            "peer",
+            org1.join("peers/peer0.org1.example.com/msp"),
+        ),
+        (
+            "Admin@org1.example.com",
+            "admin",
+            org1.join("users/Admin@org1.example.com/msp"),
+        ),
+        (
+            "User1@org1.example.com",
+            "client",
+            org1.join("users/User1@org1.example.com/msp"),
+        ),
+    ] {
+        assert_issued_by_ca(&ca_url, &org1_conn, &ca_admin, id, ou, &msp);
+    }
+    let org2 = orgs.join("org2.example.com");
+    let org2_ca_url = std::fs::read_to_string(org2.join("ca/ca-url.txt")).expect("org2 ca-url");
+    let org2_ca_root = org2.join("ca/ca.org2.example.com-cert.pem");
+    assert_issued_by_ca(
+        org2_ca_url.trim(),
+        &["--caname", "ca-org2", "--tls.certfiles", s(&org2_ca_root)],
+        &org2.join("users/caadmin@org2.example.com/msp"),
+        "peer0.org2.example.com",
+        "peer",
+        &org2.join("peers/peer0.org2.example.com/msp"),
+    );
+
     let mut args = vec!["ca", "register", "-u", &ca_url];
     args.extend(conn);
     args.extend([
