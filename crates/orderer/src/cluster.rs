@@ -215,13 +215,37 @@ fn cert_der(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// PEM-to-DER conversions of consenter certificates already made. Every
+/// cluster message is checked against the consenters' certificates, which
+/// change only with the channel config; decoding their PEM each time cost
+/// more than the rest of the message handling.
+type DerMemo = HashMap<Vec<u8>, Option<Arc<[u8]>>>;
+
+/// Entries kept before the memo starts over (consenter sets are small).
+const DER_MEMO_LIMIT: usize = 1024;
+
+fn cert_der_memo(bytes: &[u8]) -> Option<Arc<[u8]>> {
+    static MEMO: std::sync::OnceLock<Mutex<DerMemo>> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = memo.lock().get(bytes) {
+        return hit.clone();
+    }
+    let der: Option<Arc<[u8]>> = cert_der(bytes).map(Arc::from);
+    let mut memo = memo.lock();
+    if memo.len() >= DER_MEMO_LIMIT {
+        memo.clear();
+    }
+    memo.insert(bytes.to_vec(), der.clone());
+    der
+}
+
 /// Whether `der` is the client or server TLS certificate of one of
 /// `consenters` (DER equality; the config holds PEM).
 pub fn is_consenter_cert(consenters: &[Consenter], der: &[u8]) -> bool {
     consenters.iter().any(|c| {
         [&c.client_tls_cert, &c.server_tls_cert]
             .into_iter()
-            .any(|cert| cert_der(cert).is_some_and(|d| d == der))
+            .any(|cert| cert_der_memo(cert).is_some_and(|d| *d == *der))
     })
 }
 
