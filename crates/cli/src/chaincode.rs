@@ -89,10 +89,9 @@ use twill_protos::orderer::{
 use twill_protos::peer::deliver_client::DeliverClient;
 use twill_protos::peer::{
     application_policy, collection_config, collection_policy_config, deliver_response,
-    ApplicationPolicy, ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeInput,
-    ChaincodeProposalPayload, CollectionConfig, CollectionConfigPackage, CollectionPolicyConfig,
-    Proposal, ProposalResponse, Response, SignedProposal, StaticCollectionConfig, Transaction,
-    TransactionAction, TxValidationCode,
+    ApplicationPolicy, ChaincodeInput, CollectionConfig, CollectionConfigPackage,
+    CollectionPolicyConfig, Proposal, ProposalResponse, Response, SignedProposal,
+    StaticCollectionConfig, TxValidationCode,
 };
 
 use crate::peer::{build_proposal, load_signer, process_proposal, signed_proposal, BuiltProposal};
@@ -1333,29 +1332,12 @@ pub fn assemble_transaction(
         };
         endorsements.push(endorsement);
     }
-    let header = Header::decode(proposal.header.as_slice())
-        .context("the proposal's header does not decode")?;
-    let mut proposal_payload = ChaincodeProposalPayload::decode(proposal.payload.as_slice())
-        .context("the proposal's payload does not decode")?;
-    proposal_payload.transient_map.clear();
-    let action_payload = ChaincodeActionPayload {
-        chaincode_proposal_payload: proposal_payload.encode_to_vec(),
-        action: Some(ChaincodeEndorsedAction {
-            proposal_response_payload: first.payload.clone(),
-            endorsements,
-        }),
-    };
-    let tx = Transaction {
-        actions: vec![TransactionAction {
-            header: header.signature_header.clone(),
-            payload: action_payload.encode_to_vec(),
-        }],
-    };
-    let payload = Payload {
-        header: Some(header),
-        data: tx.encode_to_vec(),
-    }
-    .encode_to_vec();
+    let payload = twill_configtx::block::endorser_transaction_payload(
+        proposal,
+        first.payload.clone(),
+        endorsements,
+    )
+    .context("the proposal does not decode")?;
     let signature = signer
         .sign(&payload)
         .context("signing the transaction envelope")?;
@@ -2294,6 +2276,7 @@ mod tests {
     use twill_protos::peer::{
         ChaincodeAction, ChaincodeId, ChaincodeInvocationSpec, Endorsement, ProposalResponsePayload,
     };
+    use twill_protos::peer::{ChaincodeActionPayload, ChaincodeProposalPayload, Transaction};
     use twill_protos::rwset::{tx_read_write_set::DataModel, NsReadWriteSet, TxReadWriteSet};
 
     fn parse(args: &[&str]) -> Result<crate::Cli, clap::Error> {

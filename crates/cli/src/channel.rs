@@ -27,14 +27,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use twill_comm::ClientTls;
 use twill_configtx::channel::config_from_block;
 use twill_msp::SigningIdentity;
-use twill_protos::common::{
-    Block, Config, ConfigUpdateEnvelope, Envelope, Header, HeaderType, Payload, SignatureHeader,
-    Status,
-};
+use twill_protos::common::{Block, Config, ConfigUpdateEnvelope, Envelope, Status};
 use twill_protos::msp::{FabricMspConfig, MspConfig};
 use twill_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use twill_protos::orderer::{
-    deliver_response, seek_info, seek_position, SeekInfo, SeekNewest, SeekPosition, SeekSpecified,
+    deliver_response, seek_position, SeekNewest, SeekPosition, SeekSpecified,
 };
 use twill_protos::peer::TxValidationCode;
 use x509_parser::prelude::FromDer;
@@ -287,29 +284,8 @@ fn seek_request(
             None => seek_position::Type::Newest(SeekNewest {}),
         }),
     };
-    let seek = SeekInfo {
-        start: Some(position(start)),
-        stop: Some(position(stop)),
-        behavior: seek_info::SeekBehavior::BlockUntilReady as i32,
-        error_response: seek_info::SeekErrorResponse::Strict as i32,
-        content_type: seek_info::SeekContentType::Block as i32,
-    };
-    let creator = signer.serialize();
-    let nonce = twill_crypto::random_bytes(24);
-    let tx_id = twill_configtx::block::compute_tx_id(&nonce, &creator);
-    let ch = twill_configtx::block::channel_header(HeaderType::DeliverSeekInfo, 0, channel, &tx_id);
-    let payload = Payload {
-        header: Some(Header {
-            channel_header: ch.encode_to_vec(),
-            signature_header: SignatureHeader { creator, nonce }.encode_to_vec(),
-        }),
-        data: seek.encode_to_vec(),
-    }
-    .encode_to_vec();
-    let signature = signer
-        .sign(&payload)
-        .context("signing the Deliver request")?;
-    Ok(Envelope { payload, signature })
+    crate::netkit::seek_envelope_between(signer, channel, position(start), position(stop))
+        .context("signing the Deliver request")
 }
 
 /// The blocks `start..=stop` (`start = None`: only the newest) of `channel`

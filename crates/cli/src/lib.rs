@@ -20,6 +20,7 @@ pub mod chaincode;
 mod channel;
 mod configtxgen;
 mod cryptogen;
+mod httpbody;
 pub mod netkit;
 mod netstart;
 mod network;

@@ -684,9 +684,25 @@ pub fn seek_envelope(
     let position = |n: u64| SeekPosition {
         r#type: Some(seek_position::Type::Specified(SeekSpecified { number: n })),
     };
+    seek_envelope_between(
+        signer,
+        channel,
+        position(start),
+        position(stop.unwrap_or(u64::MAX)),
+    )
+}
+
+/// A signed Deliver seek request (`BLOCK_UNTIL_READY`, strict, whole
+/// blocks) from `start` to `stop`.
+pub fn seek_envelope_between(
+    signer: &SigningIdentity,
+    channel: &str,
+    start: SeekPosition,
+    stop: SeekPosition,
+) -> anyhow::Result<Envelope> {
     let seek = SeekInfo {
-        start: Some(position(start)),
-        stop: Some(position(stop.unwrap_or(u64::MAX))),
+        start: Some(start),
+        stop: Some(stop),
         behavior: seek_info::SeekBehavior::BlockUntilReady as i32,
         error_response: seek_info::SeekErrorResponse::Strict as i32,
         content_type: seek_info::SeekContentType::Block as i32,

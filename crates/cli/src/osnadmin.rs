@@ -11,16 +11,15 @@
 //! (admin endpoints require one). Without `--ca-file` it speaks plain HTTP,
 //! for orderers whose admin endpoint has TLS disabled.
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use crate::httpbody::FullBody;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use hyper::body::{Body, Bytes, Frame, SizeHint};
+use hyper::body::Body as _;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use prost::Message;
@@ -413,35 +412,6 @@ fn host_of(address: &str) -> anyhow::Result<&str> {
         bail!("--orderer-address {address} is not host:port");
     }
     Ok(host.trim_start_matches('[').trim_end_matches(']'))
-}
-
-/// A request body sent in one piece.
-struct FullBody(Option<Bytes>);
-
-impl FullBody {
-    fn new(body: Vec<u8>) -> Self {
-        FullBody((!body.is_empty()).then(|| Bytes::from(body)))
-    }
-}
-
-impl Body for FullBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
-    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,44 @@ pub enum BlockVerifyError {
     },
 }
 
+/// The payload of the endorser transaction for `proposal`, carrying the
+/// endorsed result `proposal_response_payload` and its `endorsements`: the
+/// proposal's header, and one action whose payload holds the proposal
+/// payload without its transient data and the endorsed action. This is
+/// the exact byte string the creator signs and the committers verify (the
+/// gateway returns it unsigned; `twill chaincode invoke` signs it itself).
+pub fn endorser_transaction_payload(
+    proposal: &twill_protos::peer::Proposal,
+    proposal_response_payload: Vec<u8>,
+    endorsements: Vec<twill_protos::peer::Endorsement>,
+) -> Result<Vec<u8>, prost::DecodeError> {
+    use twill_protos::peer::{
+        ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeProposalPayload, Transaction,
+        TransactionAction,
+    };
+    let header = twill_protos::common::Header::decode(proposal.header.as_slice())?;
+    let mut proposal_payload = ChaincodeProposalPayload::decode(proposal.payload.as_slice())?;
+    proposal_payload.transient_map.clear();
+    let action_payload = ChaincodeActionPayload {
+        chaincode_proposal_payload: proposal_payload.encode_to_vec(),
+        action: Some(ChaincodeEndorsedAction {
+            proposal_response_payload,
+            endorsements,
+        }),
+    };
+    let tx = Transaction {
+        actions: vec![TransactionAction {
+            header: header.signature_header.clone(),
+            payload: action_payload.encode_to_vec(),
+        }],
+    };
+    Ok(twill_protos::common::Payload {
+        header: Some(header),
+        data: tx.encode_to_vec(),
+    }
+    .encode_to_vec())
+}
+
 /// Checks a block's orderer signatures against `policy` (normally
 /// `/Channel/Orderer/BlockValidation`), as peers and following orderers do.
 ///

@@ -7,18 +7,17 @@
 //! Basic and everything else with a token made from the caller's enrollment
 //! certificate and key ([`auth_token`]).
 
-use std::convert::Infallible;
 use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use crate::httpbody::FullBody;
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hyper::body::{Body, Bytes, Frame, SizeHint};
+use hyper::body::Body as _;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -593,35 +592,6 @@ fn interpret(target: &str, status: u16, body: &[u8]) -> anyhow::Result<Value> {
         .map(|e| format!("code {}: {}", e.code, e.message))
         .collect();
     bail!("{target}: HTTP {status}: {}", errors.join("; "))
-}
-
-/// A request body sent in one piece.
-struct FullBody(Option<Bytes>);
-
-impl FullBody {
-    fn new(body: Vec<u8>) -> Self {
-        FullBody((!body.is_empty()).then(|| Bytes::from(body)))
-    }
-}
-
-impl Body for FullBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut TaskContext<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
-    }
 }
 
 #[cfg(test)]

@@ -13,18 +13,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prost::Message as _;
 use tonic::Code;
 use twill_configtx::channel::ChannelConfig;
 use twill_msp::Identity;
 use twill_policy::Policy;
-use twill_protos::common::{Envelope, Header, Payload};
+use twill_protos::common::Envelope;
 use twill_protos::gateway::ErrorDetail;
 use twill_protos::peer::endorser_client::EndorserClient;
-use twill_protos::peer::{
-    ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeProposalPayload, Endorsement,
-    ProposalResponse, SignedProposal, Transaction, TransactionAction,
-};
+use twill_protos::peer::{Endorsement, ProposalResponse, SignedProposal};
 
 use super::conn::{Connections, Kind};
 use super::error::detail;
@@ -189,33 +185,14 @@ pub fn assemble(up: &UnpackedProposal, responses: &[ProposalResponse]) -> Result
         .iter()
         .filter_map(|r| r.endorsement.clone())
         .collect();
-    let header = Header::decode(up.proposal.header.as_slice())
-        .map_err(|e| format!("error unmarshalling Header: {e}"))?;
-    let cpp = ChaincodeProposalPayload::decode(up.proposal.payload.as_slice())
-        .map_err(|e| format!("error unmarshalling ChaincodeProposalPayload: {e}"))?;
-    let action_payload = ChaincodeActionPayload {
-        chaincode_proposal_payload: ChaincodeProposalPayload {
-            input: cpp.input,
-            transient_map: Default::default(),
-        }
-        .encode_to_vec(),
-        action: Some(ChaincodeEndorsedAction {
-            proposal_response_payload: first.payload.clone(),
-            endorsements,
-        }),
-    };
-    let tx = Transaction {
-        actions: vec![TransactionAction {
-            header: header.signature_header.clone(),
-            payload: action_payload.encode_to_vec(),
-        }],
-    };
-    let payload = Payload {
-        header: Some(header),
-        data: tx.encode_to_vec(),
-    };
+    let payload = twill_configtx::block::endorser_transaction_payload(
+        &up.proposal,
+        first.payload.clone(),
+        endorsements,
+    )
+    .map_err(|e| format!("error unmarshalling the proposal: {e}"))?;
     Ok(Envelope {
-        payload: payload.encode_to_vec(),
+        payload,
         signature: Vec::new(),
     })
 }
