@@ -35,6 +35,9 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+// The binary's global allocator (main.rs).
+use mimalloc as _;
+
 pub mod api;
 pub mod config;
 pub mod error;

@@ -7,6 +7,9 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+// The binary's global allocator (main.rs).
+use mimalloc as _;
+
 use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};

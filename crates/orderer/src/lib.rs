@@ -10,6 +10,9 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+// The binary's global allocator (main.rs).
+use mimalloc as _;
+
 pub mod broadcast;
 pub mod chain;
 pub mod cluster;

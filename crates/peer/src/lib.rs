@@ -43,6 +43,9 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+// The binary's global allocator (main.rs).
+use mimalloc as _;
+
 pub mod blocks;
 pub mod chaincode;
 pub mod channel;
