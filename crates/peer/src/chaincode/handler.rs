@@ -125,11 +125,17 @@ fn dispatch(connection: &Arc<Connection>, message: ChaincodeMessage) {
                 });
                 return;
             };
+            let inline = MsgType::try_from(message.r#type)
+                .is_ok_and(|kind| requests.answers_from_memory(kind));
             tokio::spawn(async move {
                 let (channel_id, txid) = (message.channel_id.clone(), message.txid.clone());
-                let answer = tokio::task::spawn_blocking(move || requests.handle(&message))
-                    .await
-                    .unwrap_or_else(|e| Err(format!("request handler failed: {e}")));
+                let answer = if inline {
+                    requests.handle(&message)
+                } else {
+                    tokio::task::spawn_blocking(move || requests.handle(&message))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("request handler failed: {e}")))
+                };
                 let reply = match answer {
                     Ok(payload) => ChaincodeMessage {
                         r#type: MsgType::Response as i32,

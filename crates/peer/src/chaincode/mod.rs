@@ -131,8 +131,19 @@ impl ChaincodeError {
 pub trait TxRequests: Send + Sync {
     /// Handles one request message (GET_STATE, PUT_STATE, ...): `Ok` is the
     /// RESPONSE payload, `Err` the text of an ERROR reply. Called on a
-    /// blocking thread, one request at a time per transaction.
+    /// blocking thread (on the connection's task for the kinds
+    /// [`answers_from_memory`](Self::answers_from_memory) names), one request
+    /// at a time per transaction.
     fn handle(&self, request: &ChaincodeMessage) -> Result<Vec<u8>, String>;
+
+    /// True when [`handle`](Self::handle) answers requests of type `kind`
+    /// from memory, without blocking I/O: they are then handled on the
+    /// connection's task, saving two thread hand-offs a request. Default:
+    /// none.
+    fn answers_from_memory(&self, kind: MsgType) -> bool {
+        let _ = kind;
+        false
+    }
 }
 
 /// What to run in a chaincode.

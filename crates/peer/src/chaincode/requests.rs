@@ -214,6 +214,11 @@ fn page(metadata: &[u8]) -> Result<Option<(u32, String)>, String> {
 }
 
 impl TxRequests for SimulatorRequests {
+    /// Writes only touch the simulation's write set.
+    fn answers_from_memory(&self, kind: MsgType) -> bool {
+        matches!(kind, MsgType::PutState | MsgType::DelState)
+    }
+
     fn handle(&self, request: &ChaincodeMessage) -> Result<Vec<u8>, String> {
         if request.r#type == MsgType::InvokeChaincode as i32 {
             // Not under the simulator lock: the callee's requests need it.

@@ -16,10 +16,15 @@ use super::*;
 
 const ID: &str = "basic_1.0:00ff";
 
-/// Answers GET_STATE with "value-of-<key>" and refuses everything else.
+/// Answers GET_STATE with "value-of-<key>" (on a blocking thread) and
+/// refuses everything else (PUT_STATE on the connection's task).
 struct Echo;
 
 impl TxRequests for Echo {
+    fn answers_from_memory(&self, kind: MsgType) -> bool {
+        kind == MsgType::PutState
+    }
+
     fn handle(&self, request: &ChaincodeMessage) -> Result<Vec<u8>, String> {
         if request.r#type != MsgType::GetState as i32 {
             return Err("only GET_STATE here".into());
