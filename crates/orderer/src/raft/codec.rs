@@ -17,11 +17,6 @@ pub fn decode_message(bytes: &[u8]) -> RaftResult<Message> {
     Ok(Message::parse_from_bytes(bytes)?)
 }
 
-/// Encodes any raft-rs protobuf type (entries, hard state, ...).
-pub(crate) fn encode<M: protobuf::Message>(m: &M) -> RaftResult<Vec<u8>> {
-    Ok(m.write_to_bytes()?)
-}
-
 /// Decodes any raft-rs protobuf type.
 pub(crate) fn decode<M: protobuf::Message>(bytes: &[u8]) -> RaftResult<M> {
     Ok(M::parse_from_bytes(bytes)?)

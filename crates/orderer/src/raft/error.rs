@@ -96,7 +96,34 @@ pub enum RaftError {
     #[error("raft: {0}")]
     Raft(#[from] ::raft::Error),
 
-    /// An error from the sled database holding the raft log.
+    /// Reading or writing a file of the raft log failed. A failed write is
+    /// fatal for the node: the log's tail is then unknown until it is
+    /// reopened.
+    #[error("raft log {}: {source}", path.display())]
+    LogIo {
+        /// The file or directory concerned.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The raft log directory holds the sled database that earlier versions
+    /// of Twill kept the raft log in, which this version cannot read.
+    #[error(
+        "the raft log in {} is in the old sled format, which this version no longer reads; \
+         to recover, stop the orderer, remove that directory (the channel's `raft` directory) \
+         and start it again: the orderer then rejoins the channel's Raft group and catches up \
+         from the other orderers",
+        dir.display()
+    )]
+    OldLogFormat {
+        /// The channel's raft directory.
+        dir: std::path::PathBuf,
+    },
+
+    /// An error from a sled database (raft logs no longer use sled; kept
+    /// for applications whose state lives in sled).
     #[error("raft storage: {0}")]
     Storage(#[from] sled::Error),
 

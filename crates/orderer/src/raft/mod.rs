@@ -12,12 +12,12 @@
 //! # Tasks and threads
 //!
 //! [`RaftNode::start`] spawns one dedicated OS thread per group (named
-//! `raft-<id>`). The thread owns the `RawNode`, the [`SledStorage`] and the
+//! `raft-<id>`). The thread owns the `RawNode`, the [`LogStorage`] and the
 //! [`StateMachine`]; nothing else touches them. It runs a small
 //! current-thread tokio runtime only to wait on its mailboxes and its tick
-//! timer; sled flushes and state machine calls block that thread and never an
-//! async worker of the caller's runtime. Everything else talks to the loop
-//! through a cheap, cloneable [`RaftHandle`]:
+//! timer; raft log fsyncs and state machine calls block that thread and
+//! never an async worker of the caller's runtime. Everything else talks to
+//! the loop through a cheap, cloneable [`RaftHandle`]:
 //!
 //! - a bounded command mailbox (proposals, conf changes, inbound raft
 //!   messages); a full mailbox makes [`RaftHandle::step`] fail with
@@ -36,7 +36,7 @@
 //!    fsync);
 //! 2. install a received snapshot into storage and the state machine;
 //! 3. apply committed entries (they are already durable locally);
-//! 4. write new entries and the hard state in one sled transaction, and flush
+//! 4. write new entries and the hard state as one raft log record, and flush
 //!    when raft says the write must be synced;
 //! 5. only then send `persisted_messages` (votes, append responses);
 //! 6. `advance`, persist the new commit index, send the light ready's
@@ -66,7 +66,8 @@
 //! snapshot and calls [`StateMachine::restore`], which for the orderer pulls
 //! the missing blocks from other orderers. Until `restore` succeeds (it is
 //! retried on ticks) later committed entries are kept in the log and applied
-//! afterwards.
+//! afterwards. [`LogStorage`] keeps the log since the latest snapshot in
+//! memory, so the snapshot interval also bounds that memory.
 //!
 //! # Bootstrap and membership
 //!
@@ -133,7 +134,7 @@ pub use config::RaftConfig;
 pub use error::{RaftError, RaftResult};
 pub use node::{RaftHandle, RaftNode, Reporter};
 pub use status::{RaftStatus, Role};
-pub use storage::SledStorage;
+pub use storage::LogStorage;
 
 /// The index of the initial snapshot that founding members write on
 /// bootstrap. Real entries start at `BOOTSTRAP_INDEX + 1`, so a node that

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::codec::decode;
 use super::logging::raft_logger;
-use super::storage::SledStorage;
+use super::storage::LogStorage;
 use super::{
     RaftConfig, RaftError, RaftResult, RaftStatus, StateMachine, Transport, BOOTSTRAP_INDEX,
 };
@@ -205,9 +205,10 @@ impl RaftNode {
     /// bootstraps the group state, and starts the loop on a dedicated thread
     /// named `raft-<id>`.
     ///
-    /// Blocks briefly (opening sled, replaying nothing: the log is read
-    /// lazily). Fails if the configuration is invalid, the storage cannot be
-    /// opened or is inconsistent with `sm.applied_index()`.
+    /// Blocks briefly (opening the raft log replays it into memory: the
+    /// entries since the latest snapshot). Fails if the configuration is
+    /// invalid, the storage cannot be opened or is inconsistent with
+    /// `sm.applied_index()`.
     pub fn start(
         cfg: RaftConfig,
         storage_dir: &Path,
@@ -215,7 +216,7 @@ impl RaftNode {
         transport: Arc<dyn Transport>,
     ) -> RaftResult<(RaftNode, RaftHandle)> {
         cfg.validate()?;
-        let storage = SledStorage::open(storage_dir)?;
+        let storage = LogStorage::open(storage_dir)?;
         let id = cfg.id;
         let (cmd_tx, cmd_rx) = mpsc::channel(cfg.mailbox_capacity);
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
@@ -315,7 +316,7 @@ struct Core<S: StateMachine> {
     /// shows history it has not seen.
     catching_up: Option<u64>,
     cfg: RaftConfig,
-    node: RawNode<SledStorage>,
+    node: RawNode<LogStorage>,
     sm: S,
     transport: Arc<dyn Transport>,
     reporter: Reporter,
@@ -341,7 +342,7 @@ struct Core<S: StateMachine> {
 impl<S: StateMachine> Core<S> {
     fn new(
         cfg: RaftConfig,
-        mut storage: SledStorage,
+        mut storage: LogStorage,
         mut sm: S,
         transport: Arc<dyn Transport>,
         reporter: Reporter,
@@ -678,7 +679,7 @@ impl<S: StateMachine> Core<S> {
         &mut self,
         kind: Kind,
         reply: Reply,
-        append: impl FnOnce(&mut RawNode<SledStorage>) -> ::raft::Result<()>,
+        append: impl FnOnce(&mut RawNode<LogStorage>) -> ::raft::Result<()>,
     ) {
         if self.node.raft.state != StateRole::Leader {
             let _ = reply.send(Err(RaftError::NotLeader {

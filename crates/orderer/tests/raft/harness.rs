@@ -334,6 +334,11 @@ impl Cluster {
         self.dir.path().join(format!("node{id}"))
     }
 
+    /// The directory of node `id`'s raft log.
+    pub fn raft_dir(&self, id: u64) -> PathBuf {
+        self.node_dir(id).join("raft")
+    }
+
     /// Starts (or restarts) node `id`; `peers` is empty for a joiner.
     pub fn start_node(&mut self, id: u64, peers: Vec<u64>) -> RaftHandle {
         let mut cfg = test_config(id, peers);
@@ -344,7 +349,7 @@ impl Cluster {
             id,
             net: self.net.clone(),
         });
-        let (node, handle) = RaftNode::start(cfg, &dir.join("raft"), sm, transport).unwrap();
+        let (node, handle) = RaftNode::start(cfg, &self.raft_dir(id), sm, transport).unwrap();
         self.net.register(handle.clone());
         self.nodes.insert(id, node);
         self.handles.insert(id, handle.clone());
