@@ -1,9 +1,9 @@
 //! Twill's ordering service: Broadcast/Deliver, block cutting, and one Raft
 //! group (raft-rs) per channel.
 //!
-//! Being built in parts:
-//! - [`raft`]: durable raft-rs storage on sled and the node loop that owns a
-//!   `RawNode`, with a pluggable transport;
+//! Its parts:
+//! - [`raft`]: the durable raft-rs log (a write-ahead log file) and the node
+//!   loop that owns a `RawNode`, with a pluggable transport;
 //! - [`cutter`]: Fabric's deterministic block cutting rules;
 //! - [`writer`]: block assembly, header chaining and orderer signatures;
 //! - [`msgprocessor`]: checks on incoming envelopes and config updates.

@@ -15,7 +15,7 @@
 //! The directory holds one file, `raft.log`, a sequence of records:
 //!
 //! ```text
-//! [u32 LE payload length][u32 LE CRC-32C of the payload][payload]
+//! [u32 LE payload length][u32 LE CRC-32 (IEEE) of the payload][payload]
 //! payload = [kind: u8][body]
 //! ```
 //!
@@ -118,65 +118,6 @@ pub(crate) fn conf_contains(cs: &ConfState, id: u64) -> bool {
         .any(|&v| v == id)
 }
 
-// ------------------------------------------------------------------ CRC-32C
-
-/// Slice-by-8 tables of the reflected Castagnoli polynomial.
-static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
-
-const fn crc_tables() -> [[u32; 256]; 8] {
-    const POLY: u32 = 0x82F6_3B78;
-    let mut tables = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        tables[0][i] = crc;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 256 {
-        let mut t = 1;
-        while t < 8 {
-            let prev = tables[t - 1][i];
-            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
-            t += 1;
-        }
-        i += 1;
-    }
-    tables
-}
-
-/// CRC-32C (Castagnoli) of `data`.
-fn crc32c(data: &[u8]) -> u32 {
-    let t = &CRC_TABLES;
-    let mut crc = !0u32;
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let lo = u32::from_le_bytes([w[0], w[1], w[2], w[3]]) ^ crc;
-        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
-    }
-    for &b in words.remainder() {
-        crc = t[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
 // ----------------------------------------------------------------- encoding
 
 /// Starts a record of `kind` at the end of `buf`; returns where it starts.
@@ -193,7 +134,7 @@ fn finish_record(buf: &mut [u8], start: usize) -> RaftResult<()> {
     let len = u32::try_from(payload.len()).map_err(|_| RaftError::Corrupt {
         reason: format!("raft log record of {} bytes is too large", payload.len()),
     })?;
-    let crc = crc32c(payload);
+    let crc = crc32fast::hash(payload);
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
@@ -376,14 +317,14 @@ fn record_at(data: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let header = data.get(pos..pos.checked_add(HEADER_LEN)?)?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     // Every payload has its kind byte; an empty one would pass the checksum
-    // (CRC-32C of nothing is 0) in a zero-filled tail.
+    // (the CRC-32 of nothing is 0) in a zero-filled tail.
     if len == 0 {
         return None;
     }
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let start = pos + HEADER_LEN;
     let payload = data.get(start..start.checked_add(len)?)?;
-    (crc32c(payload) == crc).then_some((payload, start + len))
+    (crc32fast::hash(payload) == crc).then_some((payload, start + len))
 }
 
 /// Where the first intact record after `pos` starts, if there is one.
@@ -1203,15 +1144,9 @@ mod tests {
     }
 
     #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
-        // Slice-by-8 and the byte-wise tail agree on every split.
-        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
-        let bytewise = data.iter().fold(!0u32, |crc, &b| {
-            CRC_TABLES[0][((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
-        });
-        assert_eq!(crc32c(&data), !bytewise);
+    fn record_checksum_is_crc32() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32fast::hash(b""), 0);
     }
 
     #[test]
