@@ -47,6 +47,12 @@ pub struct BlockStoreOptions {
     pub verify_all_on_open: bool,
     /// sled page cache for the index, in bytes.
     pub index_cache_bytes: u64,
+    /// Index every transaction id (for [`BlockStore::tx_location`] and the
+    /// other look-ups by tx id). An orderer, which never looks blocks up by
+    /// transaction, turns it off: a block's append then writes three index
+    /// entries instead of one a transaction, and the tx-id look-ups find
+    /// nothing.
+    pub index_transactions: bool,
 }
 
 impl Default for BlockStoreOptions {
@@ -55,6 +61,7 @@ impl Default for BlockStoreOptions {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             verify_all_on_open: false,
             index_cache_bytes: DEFAULT_INDEX_CACHE_BYTES,
+            index_transactions: true,
         }
     }
 }
@@ -111,6 +118,8 @@ pub struct BlockStore {
     dir: PathBuf,
     blocks_dir: PathBuf,
     max_file_size: u64,
+    /// [`BlockStoreOptions::index_transactions`].
+    index_transactions: bool,
     index: sled::Db,
     tip: RwLock<Tip>,
     writer: Mutex<Writer>,
@@ -418,6 +427,7 @@ impl BlockStore {
             dir: dir.to_path_buf(),
             blocks_dir,
             max_file_size: opts.max_file_size,
+            index_transactions: opts.index_transactions,
             index,
             tip: RwLock::new(tip),
             writer: Mutex::new(writer),
@@ -465,7 +475,7 @@ impl BlockStore {
     }
 
     fn append_prepared(&self, block: &Block) -> Result<()> {
-        let prepared = Self::prepare(block)?;
+        let prepared = self.prepare(block)?;
         let mut writer = self.writer.lock();
         if writer.failed {
             return Err(LedgerError::WriterFailed);
@@ -530,7 +540,7 @@ impl BlockStore {
     }
 
     /// Serialises the block and extracts what the index needs.
-    fn prepare(block: &Block) -> Result<Prepared> {
+    fn prepare(&self, block: &Block) -> Result<Prepared> {
         let header = block.header.as_ref().ok_or(LedgerError::MissingHeader)?;
         let mut record = Vec::with_capacity(RECORD_HEADER_LEN + block.encoded_len());
         record.resize(RECORD_HEADER_LEN, 0);
@@ -547,7 +557,11 @@ impl BlockStore {
             header_hash: block_header_hash(header),
             record,
             payload_len: record_header.len,
-            txs: block_txs(block),
+            txs: if self.index_transactions {
+                block_txs(block)
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -685,7 +699,9 @@ impl BlockStore {
         }
     }
 
-    /// Where the transaction with id `tx_id` was first stored.
+    /// Where the transaction with id `tx_id` was first stored (always `None`
+    /// for a store opened without
+    /// [`index_transactions`](BlockStoreOptions::index_transactions)).
     pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>> {
         match self.index.get(index::tx_key(tx_id))? {
             Some(v) => Ok(Some(index::decode_tx(&v)?)),
@@ -1049,7 +1065,12 @@ impl Recovery<'_> {
                         offset,
                         len: header.len,
                     };
-                    index_block(self.index, number, header_hash, loc, &block_txs(&block))?;
+                    let txs = if self.opts.index_transactions {
+                        block_txs(&block)
+                    } else {
+                        Vec::new()
+                    };
+                    index_block(self.index, number, header_hash, loc, &txs)?;
                     *tip = Tip {
                         height: number + 1,
                         last_hash: Some(header_hash),

@@ -125,7 +125,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use twill_configtx::block::{block_data_hash, block_header_hash};
 use twill_configtx::channel::{config_from_block, ChannelConfig};
-use twill_ledger::{BlockStore, LedgerError};
+use twill_ledger::{BlockStore, BlockStoreOptions, LedgerError};
 use twill_msp::SigningIdentity;
 use twill_protos::common::{Block, BlockData, ChannelHeader, Envelope, Payload, Status};
 use twill_protos::etcdraft;
@@ -157,6 +157,19 @@ const SUBMIT_QUEUE: usize = 16 * 1024;
 
 /// Subdirectory of the channel directory holding the Raft log.
 pub const RAFT_DIR: &str = "raft";
+
+/// Opens a channel's block store as an orderer needs it: blocks are looked
+/// up by number and hash only, so transaction ids are not indexed (one index
+/// write a block instead of one a transaction).
+pub fn open_block_store(dir: &Path) -> Result<BlockStore, LedgerError> {
+    BlockStore::open_with(
+        dir,
+        BlockStoreOptions {
+            index_transactions: false,
+            ..BlockStoreOptions::default()
+        },
+    )
+}
 
 /// Subdirectory of the channel directory holding the envelope hashes.
 pub const DEDUPE_DIR: &str = "dedupe";
@@ -444,7 +457,7 @@ impl Chain {
         opts: ChainOptions,
     ) -> ChainResult<ChainHandle> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ChainError::NoRuntime)?;
-        let store = Arc::new(BlockStore::open(channel_dir)?);
+        let store = Arc::new(open_block_store(channel_dir)?);
         if let Some(genesis) = genesis {
             ensure_genesis(&store, genesis)?;
         }

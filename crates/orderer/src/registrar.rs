@@ -36,7 +36,6 @@ use prost::Message as _;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use twill_configtx::block::block_header_hash;
-use twill_ledger::BlockStore;
 use twill_msp::SigningIdentity;
 use twill_protos::common::Block;
 
@@ -323,7 +322,7 @@ impl Registrar {
         anchor: &[u8; 32],
         pulled: &AtomicU64,
     ) -> ChainResult<()> {
-        let store = Arc::new(BlockStore::open(dir)?);
+        let store = Arc::new(crate::chain::open_block_store(dir)?);
         let height = store.height();
         pulled.store(height, Ordering::Relaxed);
         if height > number {
@@ -470,7 +469,7 @@ fn slot_info(name: &str, slot: &Slot) -> ChannelInfo {
 }
 
 fn ledger_height(dir: &Path) -> u64 {
-    BlockStore::open(dir).map_or(0, |store| store.height())
+    crate::chain::open_block_store(dir).map_or(0, |store| store.height())
 }
 
 /// Background onboarding of `channel`: pull up to the join block, then

@@ -190,6 +190,35 @@ fn tx_index_lookups_validation_codes_and_duplicates() {
 }
 
 #[test]
+fn a_store_without_the_tx_index_still_serves_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = BlockStoreOptions {
+        index_transactions: false,
+        ..BlockStoreOptions::default()
+    };
+    let store = BlockStore::open_with(dir.path(), opts.clone()).unwrap();
+    let mut chain = Chain::new();
+    let block0 = chain.block(vec![tx_envelope("a", b"first".to_vec())]);
+    let block1 = chain.block(vec![tx_envelope("b", b"second".to_vec())]);
+    store.append(&block0).unwrap();
+    store.append(&block1).unwrap();
+    let check = |store: &BlockStore| {
+        assert_eq!(store.height(), 2);
+        assert_eq!(store.block(1).unwrap().as_ref(), Some(&block1));
+        let hash = block_header_hash(block0.header.as_ref().unwrap());
+        assert_eq!(store.block_by_hash(&hash).unwrap().as_ref(), Some(&block0));
+        assert_eq!(store.tx_location("a").unwrap(), None);
+        assert!(!store.contains_tx("b").unwrap());
+    };
+    check(&store);
+    drop(store);
+    // Rebuilt from the block files, the index still leaves transactions out.
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = BlockStore::open_with(dir.path(), opts).unwrap();
+    check(&store);
+}
+
+#[test]
 fn reopen_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let store = filled_store(dir.path(), 50, 2);
