@@ -1,5 +1,6 @@
-//! ECDSA P-256 sign / verify: `ring` (the hot path) against the pure-Rust
-//! `p256` reference, plus a 256-signature batch verified on rayon.
+//! ECDSA P-256 sign / verify: `ring`, verification with a warm key's
+//! precomputed table (the hot path), the pure-Rust `p256` reference, plus a
+//! 256-signature batch verified on rayon (8 keys, so tables after warm-up).
 //!
 //! Run: `cargo bench -p twill-crypto --bench sign_verify -- --warm-up-time 1 --measurement-time 3`
 
@@ -25,11 +26,37 @@ fn sign(c: &mut Criterion) {
 fn verify_one(c: &mut Criterion) {
     let key = SigningKey::generate().unwrap();
     let vk = key.verifying_key();
-    let sig = key.sign(MSG).unwrap();
+    // Different messages, so that each verification uses other table
+    // entries (as in real traffic) rather than a cache-hot few.
+    let signed: Vec<(Vec<u8>, Vec<u8>)> = (0..256u32)
+        .map(|i| {
+            let mut m = MSG.to_vec();
+            m[..4].copy_from_slice(&i.to_be_bytes());
+            let sig = key.sign(&m).unwrap();
+            (m, sig)
+        })
+        .collect();
     let mut group = c.benchmark_group("verify");
+    let mut i = 0;
     group.bench_function("ring", |b| {
-        b.iter(|| verify(&vk, black_box(MSG), black_box(&sig)).unwrap())
+        b.iter(|| {
+            let (m, sig) = &signed[i % signed.len()];
+            i += 1;
+            vk.verify_with_ring(black_box(m), black_box(sig)).unwrap()
+        })
     });
+    // A key seen often enough to have a table of its multiples.
+    for _ in 0..twill_crypto::WARM_AFTER {
+        verify(&vk, &signed[0].0, &signed[0].1).unwrap();
+    }
+    group.bench_function("tables", |b| {
+        b.iter(|| {
+            let (m, sig) = &signed[i % signed.len()];
+            i += 1;
+            verify(&vk, black_box(m), black_box(sig)).unwrap()
+        })
+    });
+    let sig = key.sign(MSG).unwrap();
     group.bench_function("p256", |b| {
         b.iter(|| reference::verify(&vk, black_box(MSG), black_box(&sig)).unwrap())
     });

@@ -203,6 +203,20 @@ impl VerifyingKey {
         if crate::own::known(&self.point, msg, sig_der) {
             return Ok(());
         }
+        let scalars = Scalars::parse_for_verify(sig_der)?;
+        if let Some(table) = crate::tables::table_for(&self.point) {
+            return if crate::tables::verify_prehash(&table, &crate::sha256(msg), &scalars) {
+                Ok(())
+            } else {
+                Err(CryptoError::BadSignature)
+            };
+        }
+        self.verify_with_ring(msg, sig_der)
+    }
+
+    /// [`verify`](Self::verify) always done by `ring`: no remembered
+    /// signatures, no precomputed table. For benchmarks and cross-checks.
+    pub fn verify_with_ring(&self, msg: &[u8], sig_der: &[u8]) -> Result<()> {
         Scalars::parse_for_verify(sig_der)?;
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
             .verify(msg, sig_der)

@@ -1,0 +1,536 @@
+//! ECDSA P-256 verification with precomputed multiples of the public key.
+//!
+//! A network verifies the same few keys over and over: each client's, each
+//! peer's. Verification computes `u1·G + u2·Q` and compares its x-coordinate
+//! with `r`. `ring` does the `u2·Q` half with a constant-time ladder of 256
+//! doublings, most of its cost; but nothing in a verification is secret, so
+//! once a key has been seen [`WARM_AFTER`] times this module builds a table
+//! of its multiples and verifies with additions alone:
+//!
+//! - a scalar is recoded into 33 signed base-256 digits `d_i` (each in
+//!   `-128..=127`, the last one a carry of 0 or 1) with `k = Σ d_i·256^i`;
+//! - the table holds `j·256^i·Q` for `j` in `1..=128` in affine form, one
+//!   64-byte cache line each, so `k·Q` is at most 33 mixed additions of
+//!   table entries (negated for negative digits);
+//! - the generator has the same kind of table, built once per process;
+//! - the sum stays in Jacobian coordinates and the final check compares
+//!   `X` with `r·Z²` (and `(r+n)·Z²` when that is below `p`), so no field
+//!   inversion is needed; one scalar inversion (`1/s`) remains.
+//!
+//! A table is 4,097 points, 256 KiB; at most [`MAX_TABLES`] keys get one,
+//! and the counting of keys that are not yet warm is bounded, so a flood of
+//! distinct keys costs bounded memory and the usual `ring` verification.
+//! The field arithmetic is RustCrypto's `p256` (`FieldElement`); the point
+//! formulas are the textbook Jacobian ones for `a = -3`, with the special
+//! cases (a point plus itself or its negation, the point at infinity)
+//! checked explicitly, which is fine here because every input is public.
+//! The tests compare the arithmetic with `p256`'s complete formulas and
+//! every verification result with `ring`'s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use p256::elliptic_curve::bigint::Encoding as _;
+use p256::elliptic_curve::ops::{Invert, Reduce};
+use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+use p256::elliptic_curve::{Curve as _, PrimeField};
+use p256::{FieldBytes, FieldElement, NistP256, Scalar, U256};
+
+use crate::sig::Scalars;
+
+/// Uses of a key before it gets a table.
+pub const WARM_AFTER: u32 = 16;
+
+/// Keys with a table at most (256 KiB each).
+pub const MAX_TABLES: usize = 64;
+
+/// Keys counted towards [`WARM_AFTER`] at most; the counts start over when
+/// this many distinct keys have been seen without getting warm.
+const MAX_COUNTED: usize = 4096;
+
+/// Signed base-256 digits of a scalar: 32 for its bytes, one for the carry.
+const DIGITS: usize = 33;
+
+/// Entries a window: the multiples `1..=128` (negatives by negation).
+const PER_WINDOW: usize = 128;
+
+/// A point in affine coordinates, one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Affine {
+    x: FieldElement,
+    y: FieldElement,
+}
+
+/// A point in Jacobian coordinates: `(X/Z², Y/Z³)`; `Z = 0` is infinity.
+#[derive(Clone, Copy, Debug)]
+struct Jacobian {
+    x: FieldElement,
+    y: FieldElement,
+    z: FieldElement,
+}
+
+impl Jacobian {
+    const INFINITY: Jacobian = Jacobian {
+        x: FieldElement::ONE,
+        y: FieldElement::ONE,
+        z: FieldElement::ZERO,
+    };
+
+    fn from_affine(p: &Affine) -> Jacobian {
+        Jacobian {
+            x: p.x,
+            y: p.y,
+            z: FieldElement::ONE,
+        }
+    }
+
+    fn is_infinity(&self) -> bool {
+        bool::from(self.z.is_zero())
+    }
+
+    /// `2·self` (dbl-2001-b, for `a = -3`).
+    fn double(&self) -> Jacobian {
+        if self.is_infinity() || bool::from(self.y.is_zero()) {
+            return Jacobian::INFINITY;
+        }
+        let delta = self.z.square();
+        let gamma = self.y.square();
+        let beta = self.x.multiply(&gamma);
+        let t = self.x.sub(&delta).multiply(&self.x.add(&delta));
+        let alpha = t.double().add(&t);
+        let beta4 = beta.double().double();
+        let x3 = alpha.square().sub(&beta4.double());
+        let z3 = self.y.add(&self.z).square().sub(&gamma).sub(&delta);
+        let gamma2_8 = gamma.square().double().double().double();
+        let y3 = alpha.multiply(&beta4.sub(&x3)).sub(&gamma2_8);
+        Jacobian {
+            x: x3,
+            y: y3,
+            z: z3,
+        }
+    }
+
+    /// `self + q` for an affine `q` (madd, 8M + 3S), with the cases the
+    /// formula does not cover handled first.
+    fn add_affine(&self, q: &Affine) -> Jacobian {
+        if self.is_infinity() {
+            return Jacobian::from_affine(q);
+        }
+        let z1z1 = self.z.square();
+        let u2 = q.x.multiply(&z1z1);
+        let s2 = q.y.multiply(&self.z).multiply(&z1z1);
+        let h = u2.sub(&self.x);
+        let r = s2.sub(&self.y);
+        if bool::from(h.is_zero()) {
+            return if bool::from(r.is_zero()) {
+                self.double()
+            } else {
+                Jacobian::INFINITY
+            };
+        }
+        let hh = h.square();
+        let hhh = h.multiply(&hh);
+        let v = self.x.multiply(&hh);
+        let x3 = r.square().sub(&hhh).sub(&v.double());
+        let y3 = r.multiply(&v.sub(&x3)).sub(&self.y.multiply(&hhh));
+        let z3 = self.z.multiply(&h);
+        Jacobian {
+            x: x3,
+            y: y3,
+            z: z3,
+        }
+    }
+}
+
+/// Affine forms of `points` with one field inversion (Montgomery's trick);
+/// `None` if any of them is infinity.
+fn normalize(points: &[Jacobian]) -> Option<Vec<Affine>> {
+    let mut prefix = Vec::with_capacity(points.len());
+    let mut acc = FieldElement::ONE;
+    for p in points {
+        if p.is_infinity() {
+            return None;
+        }
+        prefix.push(acc);
+        acc = acc.multiply(&p.z);
+    }
+    let mut inv = Option::<FieldElement>::from(acc.invert())?;
+    let mut out = vec![
+        Affine {
+            x: FieldElement::ZERO,
+            y: FieldElement::ZERO,
+        };
+        points.len()
+    ];
+    for (i, p) in points.iter().enumerate().rev() {
+        // inv = 1/(z_0·…·z_i); prefix[i] = z_0·…·z_{i-1}.
+        let z_inv = inv.multiply(&prefix[i]);
+        inv = inv.multiply(&p.z);
+        let z_inv2 = z_inv.square();
+        out[i] = Affine {
+            x: p.x.multiply(&z_inv2),
+            y: p.y.multiply(&z_inv2).multiply(&z_inv),
+        };
+    }
+    Some(out)
+}
+
+/// Multiples `j·256^i·P` for `i` in `0..32`, `j` in `1..=128`, then
+/// `256^32·P` (the only multiple the carry digit needs).
+pub(crate) struct Table {
+    points: Vec<Affine>,
+}
+
+impl Table {
+    /// The table of `point`; `None` only for a point whose small multiples
+    /// hit infinity, which no point of the P-256 group does.
+    fn new(point: Affine) -> Option<Table> {
+        let mut points = Vec::with_capacity((DIGITS - 1) * PER_WINDOW + 1);
+        let mut base = point;
+        for _ in 0..DIGITS - 1 {
+            let mut window = Vec::with_capacity(PER_WINDOW + 1);
+            let mut acc = Jacobian::from_affine(&base);
+            window.push(acc);
+            for _ in 1..PER_WINDOW {
+                acc = acc.add_affine(&base);
+                window.push(acc);
+            }
+            // The next window's base: 256·base = 2·(128·base).
+            window.push(acc.double());
+            let mut affine = normalize(&window)?;
+            base = affine.pop()?;
+            points.extend_from_slice(&affine);
+        }
+        points.push(base);
+        Some(Table { points })
+    }
+
+    /// Adds `k·P` to `acc`, where `P` is this table's point.
+    fn add_multiple(&self, acc: &mut Jacobian, k: &Scalar) {
+        for (i, &d) in recode(&k.to_bytes()).iter().enumerate() {
+            if d == 0 {
+                continue;
+            }
+            let entry = &self.points[i * PER_WINDOW + usize::from(d.unsigned_abs()) - 1];
+            *acc = if d > 0 {
+                acc.add_affine(entry)
+            } else {
+                acc.add_affine(&Affine {
+                    x: entry.x,
+                    y: entry.y.neg(),
+                })
+            };
+        }
+    }
+}
+
+/// Recodes a big-endian 256-bit scalar into 33 little-endian signed digits
+/// in `-128..=127` (the last one 0 or 1) with `k = Σ d_i·256^i`.
+fn recode(be: &FieldBytes) -> [i16; DIGITS] {
+    let mut digits = [0i16; DIGITS];
+    let mut carry = 0i16;
+    for (digit, byte) in digits.iter_mut().zip(be.iter().rev()) {
+        let d = i16::from(*byte) + carry;
+        if d >= 128 {
+            *digit = d - 256;
+            carry = 1;
+        } else {
+            *digit = d;
+            carry = 0;
+        }
+    }
+    digits[DIGITS - 1] = carry;
+    digits
+}
+
+/// The affine point of an uncompressed SEC1 encoding (already checked to
+/// be on the curve by whoever built the key).
+fn affine_from_sec1(point: &[u8; 65]) -> Option<Affine> {
+    let mut x = FieldBytes::default();
+    let mut y = FieldBytes::default();
+    x.copy_from_slice(&point[1..33]);
+    y.copy_from_slice(&point[33..65]);
+    Some(Affine {
+        x: Option::from(FieldElement::from_bytes(&x))?,
+        y: Option::from(FieldElement::from_bytes(&y))?,
+    })
+}
+
+fn generator() -> Option<&'static Table> {
+    static GENERATOR: OnceLock<Option<Table>> = OnceLock::new();
+    GENERATOR
+        .get_or_init(|| {
+            let encoded = p256::AffinePoint::GENERATOR.to_encoded_point(false);
+            let point: [u8; 65] = encoded.as_bytes().try_into().ok()?;
+            Table::new(affine_from_sec1(&point)?)
+        })
+        .as_ref()
+}
+
+#[derive(Default)]
+struct Registry {
+    tables: RwLock<HashMap<[u8; 65], Arc<Table>>>,
+    counts: Mutex<HashMap<[u8; 65], u32>>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
+
+/// The table of `point` (uncompressed SEC1), if it has one or has just
+/// become warm; `None` means: verify the ordinary way.
+pub(crate) fn table_for(point: &[u8; 65]) -> Option<Arc<Table>> {
+    let registry = registry();
+    {
+        let tables = registry.tables.read().ok()?;
+        if let Some(table) = tables.get(point) {
+            return Some(Arc::clone(table));
+        }
+        if tables.len() >= MAX_TABLES {
+            return None;
+        }
+    }
+    {
+        let mut counts = registry.counts.lock().ok()?;
+        if counts.len() >= MAX_COUNTED && !counts.contains_key(point) {
+            counts.clear();
+        }
+        let count = counts.entry(*point).or_insert(0);
+        *count += 1;
+        if *count < WARM_AFTER {
+            return None;
+        }
+        counts.remove(point);
+    }
+    let table = Arc::new(Table::new(affine_from_sec1(point)?)?);
+    let mut tables = registry.tables.write().ok()?;
+    if tables.len() >= MAX_TABLES {
+        return None;
+    }
+    Some(Arc::clone(tables.entry(*point).or_insert(table)))
+}
+
+/// Whether the affine x-coordinate of the Jacobian point `(x, _, z)`,
+/// reduced mod n, equals `r` (`1 <= r < n`): `x/z² = r` or, when `r + n`
+/// is still below `p`, `x/z² = r + n`.
+fn x_matches(x: &FieldElement, z: &FieldElement, r: &[u8; 32]) -> bool {
+    let z2 = z.square();
+    let r_uint = U256::from_be_bytes(*r);
+    let candidates = [Some(r_uint), {
+        let (sum, carry) = r_uint.adc(&NistP256::ORDER, p256::elliptic_curve::bigint::Limb::ZERO);
+        (carry.0 == 0).then_some(sum)
+    }];
+    candidates.into_iter().flatten().any(|c| {
+        Option::<FieldElement>::from(FieldElement::from_uint(c))
+            .is_some_and(|fe| fe.multiply(&z2) == *x)
+    })
+}
+
+/// Verifies an ECDSA signature whose scalars were already parsed and range-
+/// checked (`1 <= r, s < n`, low-S) against the key of `table`: `true` when
+/// the x-coordinate of `(e/s)·G + (r/s)·Q`, reduced mod n, equals `r`.
+pub(crate) fn verify_prehash(table: &Table, digest: &[u8; 32], scalars: &Scalars) -> bool {
+    let Some(generator) = generator() else {
+        return false;
+    };
+    let (Some(r), Some(s)) = (
+        Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(scalars.r))),
+        Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(scalars.s))),
+    ) else {
+        return false;
+    };
+    let Some(w) = Option::<Scalar>::from(s.invert_vartime()) else {
+        return false;
+    };
+    let e = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*digest));
+    let mut acc = Jacobian::INFINITY;
+    generator.add_multiple(&mut acc, &(e * w));
+    table.add_multiple(&mut acc, &(r * w));
+    !acc.is_infinity() && x_matches(&acc.x, &acc.z, &scalars.r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::sha256;
+    use crate::keys::SigningKey;
+    use p256::elliptic_curve::group::Group as _;
+    use p256::elliptic_curve::ops::MulByGenerator as _;
+    use p256::ProjectivePoint;
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+
+    fn scalar(seed: &str) -> Scalar {
+        <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(sha256(seed.as_bytes())))
+    }
+
+    fn sec1(p: &ProjectivePoint) -> Vec<u8> {
+        p.to_affine().to_encoded_point(false).as_bytes().to_vec()
+    }
+
+    fn affine(p: &ProjectivePoint) -> Affine {
+        let bytes: [u8; 65] = sec1(p).try_into().unwrap();
+        affine_from_sec1(&bytes).unwrap()
+    }
+
+    /// Our Jacobian point as SEC1 bytes (`[0]` for infinity).
+    fn jacobian_sec1(p: &Jacobian) -> Vec<u8> {
+        if p.is_infinity() {
+            return vec![0];
+        }
+        let a = normalize(&[*p]).unwrap()[0];
+        let mut out = vec![4];
+        out.extend_from_slice(&a.x.to_bytes());
+        out.extend_from_slice(&a.y.to_bytes());
+        out
+    }
+
+    fn expected(p: &ProjectivePoint) -> Vec<u8> {
+        if bool::from(p.is_identity()) {
+            vec![0]
+        } else {
+            sec1(p)
+        }
+    }
+
+    #[test]
+    fn point_formulas_agree_with_complete_ones() {
+        for i in 0..8 {
+            let p = ProjectivePoint::mul_by_generator(&scalar(&format!("p{i}")));
+            let q = ProjectivePoint::mul_by_generator(&scalar(&format!("q{i}")));
+            // A Jacobian P with Z ≠ 1: P = (P - Q) + Q.
+            let pj = Jacobian::from_affine(&affine(&(p - q))).add_affine(&affine(&q));
+            assert_eq!(jacobian_sec1(&pj), sec1(&p));
+            assert_eq!(
+                jacobian_sec1(&pj.add_affine(&affine(&q))),
+                expected(&(p + q))
+            );
+            assert_eq!(
+                jacobian_sec1(&pj.add_affine(&affine(&p))),
+                expected(&p.double())
+            );
+            assert_eq!(jacobian_sec1(&pj.add_affine(&affine(&-p))), vec![0]);
+            assert_eq!(jacobian_sec1(&pj.double()), expected(&p.double()));
+            assert_eq!(
+                jacobian_sec1(&Jacobian::INFINITY.add_affine(&affine(&q))),
+                sec1(&q)
+            );
+            assert_eq!(jacobian_sec1(&Jacobian::INFINITY.double()), vec![0]);
+        }
+    }
+
+    #[test]
+    fn recoding_sums_back_to_the_scalar() {
+        let mut alternating = [0x7f; 32];
+        alternating[31] = 0x80;
+        for be in [[0; 32], [0xff; 32], [0x80; 32], alternating, sha256(b"a")] {
+            let digits = recode(&FieldBytes::from(be));
+            assert!(digits[..32].iter().all(|d| (-128..=127).contains(d)));
+            assert!(digits[32] == 0 || digits[32] == 1);
+            let mut sum = Scalar::ZERO;
+            for d in digits.iter().rev() {
+                let magnitude = Scalar::from(u64::from(d.unsigned_abs()));
+                sum = sum * Scalar::from(256u64) + if *d < 0 { -magnitude } else { magnitude };
+            }
+            assert_eq!(
+                sum,
+                <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(be))
+            );
+        }
+    }
+
+    #[test]
+    fn table_multiples_match_scalar_multiplication() {
+        let q = ProjectivePoint::mul_by_generator(&scalar("q"));
+        let table = Table::new(affine(&q)).unwrap();
+        let mut ks: Vec<Scalar> = [0u64, 1, 2, 127, 128, 129, 255, 256, 65_535, u64::MAX]
+            .into_iter()
+            .map(Scalar::from)
+            .collect();
+        ks.push(-Scalar::ONE);
+        ks.push(-Scalar::from(128u64));
+        ks.extend((0..8).map(|i| scalar(&format!("k{i}"))));
+        for k in ks {
+            let mut acc = Jacobian::INFINITY;
+            table.add_multiple(&mut acc, &k);
+            assert_eq!(jacobian_sec1(&acc), expected(&(q * k)), "k = {k:?}");
+        }
+    }
+
+    #[test]
+    fn x_comparison_covers_r_plus_n() {
+        let z = FieldElement::from_u64(7);
+        let z2 = z.square();
+        let mut r = [0u8; 32];
+        r[31] = 5;
+        // Affine x = 5 and x = 5 + n (below p) both reduce to r = 5.
+        let x5 = FieldElement::from_u64(5).multiply(&z2);
+        assert!(x_matches(&x5, &z, &r));
+        let n_plus_5 = NistP256::ORDER.wrapping_add(&U256::from_u64(5));
+        let x = Option::<FieldElement>::from(FieldElement::from_uint(n_plus_5))
+            .unwrap()
+            .multiply(&z2);
+        assert!(x_matches(&x, &z, &r));
+        r[31] = 6;
+        assert!(!x_matches(&x, &z, &r));
+        assert!(!x_matches(&x5, &z, &r));
+    }
+
+    #[test]
+    fn agrees_with_ring_on_good_and_bad_signatures() {
+        for round in 0..3 {
+            let key = SigningKey::generate().unwrap();
+            let point: [u8; 65] = key
+                .verifying_key()
+                .to_sec1_uncompressed()
+                .try_into()
+                .unwrap();
+            let table = Table::new(affine_from_sec1(&point).unwrap()).unwrap();
+            let other = SigningKey::generate().unwrap();
+            let ring_ok = |m: &[u8], s: &[u8]| {
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &point)
+                    .verify(m, s)
+                    .is_ok()
+            };
+            for i in 0..100u32 {
+                let msg = format!("message {round} {i}").into_bytes();
+                let sig = key.sign(&msg).unwrap();
+                let scalars = Scalars::parse_for_verify(&sig).unwrap();
+                assert!(ring_ok(&msg, &sig));
+                assert!(verify_prehash(&table, &sha256(&msg), &scalars));
+                assert!(!verify_prehash(&table, &sha256(b"tampered"), &scalars));
+                let foreign = other.sign(&msg).unwrap();
+                let foreign_scalars = Scalars::parse_for_verify(&foreign).unwrap();
+                assert!(!ring_ok(&msg, &foreign));
+                assert!(!verify_prehash(&table, &sha256(&msg), &foreign_scalars));
+                let mut altered = Scalars::parse_for_verify(&sig).unwrap();
+                altered.r[31] ^= 1;
+                assert!(!verify_prehash(&table, &sha256(&msg), &altered));
+                let mut altered = Scalars::parse_for_verify(&sig).unwrap();
+                altered.s[20] ^= 0x10;
+                assert!(!verify_prehash(&table, &sha256(&msg), &altered));
+            }
+        }
+    }
+
+    #[test]
+    fn keys_get_a_table_after_warming_up() {
+        let key = SigningKey::generate().unwrap();
+        let point: [u8; 65] = key
+            .verifying_key()
+            .to_sec1_uncompressed()
+            .try_into()
+            .unwrap();
+        for _ in 1..WARM_AFTER {
+            assert!(table_for(&point).is_none());
+        }
+        assert!(table_for(&point).is_some());
+        assert!(table_for(&point).is_some());
+        // And verify() goes through it with the same answers.
+        let public = key.verifying_key();
+        let sig = key.sign(b"m").unwrap();
+        assert!(public.verify(b"m", &sig).is_ok());
+        assert!(public.verify(b"n", &sig).is_err());
+    }
+}
