@@ -85,23 +85,19 @@ fn verify_many(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("verify_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_with_input(BenchmarkId::new("ring_rayon", BATCH), &items, |b, items| {
+    group.bench_with_input(BenchmarkId::new("rayon", BATCH), &items, |b, items| {
         b.iter(|| {
             let results = verify_batch(black_box(items));
             assert!(results.iter().all(Result::is_ok));
         })
     });
-    group.bench_with_input(
-        BenchmarkId::new("ring_sequential", BATCH),
-        &items,
-        |b, items| {
-            b.iter(|| {
-                for &(key, msg, sig) in black_box(items) {
-                    verify(key, msg, sig).unwrap();
-                }
-            })
-        },
-    );
+    group.bench_with_input(BenchmarkId::new("sequential", BATCH), &items, |b, items| {
+        b.iter(|| {
+            for &(key, msg, sig) in black_box(items) {
+                verify(key, msg, sig).unwrap();
+            }
+        })
+    });
     group.finish();
 }
 
