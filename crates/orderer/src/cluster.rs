@@ -315,8 +315,10 @@ impl Shared {
 /// `TWILL_TEST_ISOLATE_FILE` environment variable; never set otherwise.
 static ISOLATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Cuts this node off from (or reconnects it to) the other orderers; see
-/// [`ISOLATED`].
+/// Cuts this node off from (or reconnects it to) the other orderers: a
+/// process-wide fault switch for tests. While set, the node drops all
+/// cluster traffic in both directions (Raft messages, forwards, block
+/// pulls); client-facing listeners keep working.
 pub fn set_isolated(isolated: bool) {
     if ISOLATED.swap(isolated, Ordering::SeqCst) != isolated {
         tracing::warn!(target: LOG_TARGET, isolated, "test fault switch: cluster traffic {}", if isolated { "dropped" } else { "restored" });

@@ -87,7 +87,8 @@ pub struct RunRequest<'a> {
     pub local_admin: bool,
 }
 
-/// Runs chaincodes for the endorser; see the [module docs](self).
+/// Runs chaincodes for the endorser (the steps are described at the top of
+/// `chaincode/runtime.rs`).
 pub struct ChaincodeRuntime {
     /// This runtime, for the request handlers of nested calls.
     this: std::sync::Weak<ChaincodeRuntime>,
