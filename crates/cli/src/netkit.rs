@@ -156,6 +156,30 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// A command for node binary `bin` with its output appended to `log` (the
+/// log's folder is created), no stdin, and `RUST_LOG` from `TWILL_NET_LOG`
+/// (default `info`). Callers add the arguments and spawn it.
+pub(crate) fn node_command(bin: &Path, log: &Path) -> anyhow::Result<Command> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut command = Command::new(bin);
+    command
+        .env(
+            "RUST_LOG",
+            std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    Ok(command)
+}
+
 /// Where the Twill binaries are: `TWILL_BIN_DIR`, else the folder of the
 /// running executable (or its parent, for test binaries in `target/*/deps`).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
@@ -455,22 +479,10 @@ impl OrdererNet {
             .orderers
             .get_mut(i)
             .with_context(|| format!("no orderer {i}"))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .with_context(|| format!("opening {}", node.log.display()))?;
-        let child = Command::new(&bin)
+        let child = node_command(&bin, &node.log)?
             .arg("--config")
             .arg(&node.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .env("TWILL_TEST_ISOLATE_FILE", &isolate)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         node.child = Some(child);

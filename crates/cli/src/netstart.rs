@@ -147,25 +147,8 @@ operations:
         }
         std::fs::write(config, yaml).with_context(|| format!("writing {}", config.display()))?;
         let log = files.log.clone();
-        if let Some(dir) = log.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut command = Command::new(program);
-        command
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out);
+        let mut command = crate::netkit::node_command(program, &log)?;
+        command.arg("--config").arg(config);
         if own_group {
             command.process_group(0);
         }

@@ -449,22 +449,10 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// Starts orderer `node` detached, in its own process group.
 fn start_orderer(bins: &Path, config: &Path, log: &Path) -> anyhow::Result<Child> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
     let bin = bins.join("twill-orderer");
-    Command::new(&bin)
+    crate::netkit::node_command(&bin, log)?
         .arg("--config")
         .arg(config)
-        .env(
-            "RUST_LOG",
-            std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))
@@ -1272,16 +1260,7 @@ fn start_cas(
         let name = format!("ca.{domain}");
         let log = root.join("logs").join(format!("{name}.log"));
         progress.log = Some(log.clone());
-        if let Some(parent) = log.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut child = Command::new(&bin)
+        let mut child = crate::netkit::node_command(&bin, &log)?
             .arg("--home")
             .arg(&home)
             .arg("--port")
@@ -1295,13 +1274,6 @@ fn start_cas(
             .arg("--ca-key")
             .arg(ca_dir.join("priv_sk"))
             .args(["--tls", "--csr-hosts", "127.0.0.1,localhost"])
-            .env(
-                "RUST_LOG",
-                std::env::var("TWILL_NET_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
             .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
