@@ -211,13 +211,18 @@ impl VerifyingKey {
                 Err(CryptoError::BadSignature)
             };
         }
-        self.verify_with_ring(msg, sig_der)
+        self.ring_verify(msg, sig_der)
     }
 
     /// [`verify`](Self::verify) always done by `ring`: no remembered
     /// signatures, no precomputed table. For benchmarks and cross-checks.
     pub fn verify_with_ring(&self, msg: &[u8], sig_der: &[u8]) -> Result<()> {
         Scalars::parse_for_verify(sig_der)?;
+        self.ring_verify(msg, sig_der)
+    }
+
+    /// `ring`'s verification of a signature whose DER was already checked.
+    fn ring_verify(&self, msg: &[u8], sig_der: &[u8]) -> Result<()> {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &self.point)
             .verify(msg, sig_der)
             .map_err(|_| CryptoError::BadSignature)

@@ -365,6 +365,13 @@ mod tests {
         <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(sha256(seed.as_bytes())))
     }
 
+    fn sec1_point(key: &SigningKey) -> [u8; 65] {
+        key.verifying_key()
+            .to_sec1_uncompressed()
+            .try_into()
+            .unwrap()
+    }
+
     fn sec1(p: &ProjectivePoint) -> Vec<u8> {
         p.to_affine().to_encoded_point(false).as_bytes().to_vec()
     }
@@ -481,11 +488,7 @@ mod tests {
     fn agrees_with_ring_on_good_and_bad_signatures() {
         for round in 0..3 {
             let key = SigningKey::generate().unwrap();
-            let point: [u8; 65] = key
-                .verifying_key()
-                .to_sec1_uncompressed()
-                .try_into()
-                .unwrap();
+            let point = sec1_point(&key);
             let table = Table::new(affine_from_sec1(&point).unwrap()).unwrap();
             let other = SigningKey::generate().unwrap();
             let ring_ok = |m: &[u8], s: &[u8]| {
@@ -517,11 +520,7 @@ mod tests {
     #[test]
     fn keys_get_a_table_after_warming_up() {
         let key = SigningKey::generate().unwrap();
-        let point: [u8; 65] = key
-            .verifying_key()
-            .to_sec1_uncompressed()
-            .try_into()
-            .unwrap();
+        let point = sec1_point(&key);
         for _ in 1..WARM_AFTER {
             assert!(table_for(&point).is_none());
         }
