@@ -15,6 +15,7 @@ use twill_ca::config::{CaArgs, CaConfig};
 async fn main() -> ExitCode {
     let args = CaArgs::parse();
     twill_ops::init_logging("info");
+    twill_ops::disable_transparent_huge_pages();
     let config = match CaConfig::load(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -9,6 +9,8 @@
 
 // The binary's global allocator (main.rs).
 use mimalloc as _;
+// main.rs turns transparent huge pages off with it first.
+use twill_ops as _;
 
 use std::ffi::OsString;
 

@@ -6,5 +6,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    twill_ops::disable_transparent_huge_pages();
     std::process::exit(twill_cli::main_with_args(std::env::args_os()));
 }

@@ -19,6 +19,8 @@
 //! - [`shutdown_signal`], [`init_logging`], [`write_json_file`]: the
 //!   process plumbing both node binaries share (stop on Ctrl-C or SIGTERM,
 //!   `RUST_LOG` logging to stderr, the `endpoints.json` they publish).
+//! - [`disable_transparent_huge_pages`]: called first by every Twill
+//!   binary (huge pages cost a tenth of the machine's CPU under load).
 //!
 //! The metrics registries themselves (which series, how they render) stay
 //! in the node crates; they implement [`RenderMetrics`].
@@ -404,6 +406,23 @@ pub fn init_logging(default_filter: &str) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Turns transparent huge pages off for this process (Linux only; a no-op
+/// elsewhere). Every Twill binary calls it first thing in `main`.
+///
+/// mimalloc asks the kernel for huge pages on its arenas. Under a node's
+/// allocation pattern the kernel then kept handing out fresh 2 MiB pages,
+/// each zeroed in full on its first touch: about a tenth of the machine's
+/// CPU went to `clear_page` during `twill bench e2e`, and turning huge pages
+/// off raised it from about 910 to about 1,200 tx/s
+/// (`docs/benchmarks.md`). A kernel that refuses is logged as a warning: the
+/// process runs as before, only slower.
+pub fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off");
+    }
 }
 
 /// Writes `value` as pretty JSON (and a newline) to `path`, creating its

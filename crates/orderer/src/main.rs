@@ -17,6 +17,7 @@ use twill_orderer::server::{self, NodeMaterial};
 async fn main() -> ExitCode {
     let args = OrdererArgs::parse();
     server::init_logging("info");
+    twill_ops::disable_transparent_huge_pages();
     let path = args.config_path();
     let config = match OrdererConfig::load(&path) {
         Ok(config) => config,

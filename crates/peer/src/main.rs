@@ -16,6 +16,7 @@ use twill_peer::node::{self, NodeMaterial};
 async fn main() -> ExitCode {
     let args = PeerArgs::parse();
     node::init_logging("info");
+    twill_ops::disable_transparent_huge_pages();
     let path = args.config_path();
     let config = match PeerConfig::load(&path) {
         Ok(config) => config,
