@@ -7,17 +7,22 @@
 //! once a key has been seen [`WARM_AFTER`] times this module builds a table
 //! of its multiples and verifies with additions alone:
 //!
-//! - a scalar is recoded into 33 signed base-256 digits `d_i` (each in
-//!   `-128..=127`, the last one a carry of 0 or 1) with `k = Σ d_i·256^i`;
-//! - the table holds `j·256^i·Q` for `j` in `1..=128` in affine form, one
-//!   64-byte cache line each, so `k·Q` is at most 33 mixed additions of
-//!   table entries (negated for negative digits);
-//! - the generator has the same kind of table, built once per process;
+//! - a scalar is recoded into signed digits of `w` bits, `d_i` in
+//!   `-2^(w-1)..2^(w-1)`, plus a last carry digit of 0 or 1, with
+//!   `k = Σ d_i·2^(w·i)`;
+//! - the table holds `j·2^(w·i)·Q` for `j` in `1..=2^(w-1)` in affine form,
+//!   one 64-byte cache line each, so `k·Q` is at most one mixed addition
+//!   of a table entry (negated for a negative digit) per digit;
+//! - a key's table has 10-bit windows (26 digits and the carry: 13,313
+//!   points, 832 KiB); the generator's, built once per process, has 12-bit
+//!   windows (22 digits: 45,057 points, 2.75 MiB). A verification is thus
+//!   at most 49 additions;
 //! - the sum stays in Jacobian coordinates and the final check compares
 //!   `X` with `r·Z²` (and `(r+n)·Z²` when that is below `p`), so no field
-//!   inversion is needed; one scalar inversion (`1/s`) remains.
+//!   inversion is needed; one scalar inversion (`1/s`) remains, done by
+//!   [`crate::inverse`] (Bernstein–Yang divsteps, variable time).
 //!
-//! A table is 4,097 points, 256 KiB; at most [`MAX_TABLES`] keys get one,
+//! At most [`MAX_TABLES`] keys get a table (53 MiB at worst),
 //! and the counting of keys that are not yet warm is bounded, so a flood of
 //! distinct keys costs bounded memory and the usual `ring` verification.
 //! The field arithmetic is RustCrypto's `p256` (`FieldElement`); the point
@@ -31,7 +36,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use p256::elliptic_curve::bigint::Encoding as _;
-use p256::elliptic_curve::ops::{Invert, Reduce};
+use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use p256::elliptic_curve::{Curve as _, PrimeField};
 use p256::{FieldBytes, FieldElement, NistP256, Scalar, U256};
@@ -41,18 +46,21 @@ use crate::sig::Scalars;
 /// Uses of a key before it gets a table.
 pub const WARM_AFTER: u32 = 16;
 
-/// Keys with a table at most (256 KiB each).
+/// Keys with a table at most (832 KiB each).
 pub const MAX_TABLES: usize = 64;
 
 /// Keys counted towards [`WARM_AFTER`] at most; the counts start over when
 /// this many distinct keys have been seen without getting warm.
 const MAX_COUNTED: usize = 4096;
 
-/// Signed base-256 digits of a scalar: 32 for its bytes, one for the carry.
-const DIGITS: usize = 33;
+/// Window width (bits per signed digit) of a key's table.
+const KEY_WINDOW_BITS: u32 = 10;
 
-/// Entries a window: the multiples `1..=128` (negatives by negation).
-const PER_WINDOW: usize = 128;
+/// Window width of the generator's table, built once per process.
+const GENERATOR_WINDOW_BITS: u32 = 12;
+
+/// Most digits a recoded scalar has: 32 windows of 8 bits and a carry.
+const MAX_DIGITS: usize = 33;
 
 /// A point in affine coordinates, one cache line.
 #[derive(Clone, Copy, Debug)]
@@ -176,43 +184,50 @@ fn normalize(points: &[Jacobian]) -> Option<Vec<Affine>> {
     Some(out)
 }
 
-/// Multiples `j·256^i·P` for `i` in `0..32`, `j` in `1..=128`, then
-/// `256^32·P` (the only multiple the carry digit needs).
+/// Multiples `j·2^(w·i)·P` for each window `i` and `j` in `1..=2^(w-1)`,
+/// then `2^(w·windows)·P` (the only multiple the carry digit needs), for a
+/// window width `w`.
 pub(crate) struct Table {
     points: Vec<Affine>,
+    bits: u32,
 }
 
 impl Table {
-    /// The table of `point`; `None` only for a point whose small multiples
-    /// hit infinity, which no point of the P-256 group does.
-    fn new(point: Affine) -> Option<Table> {
-        let mut points = Vec::with_capacity((DIGITS - 1) * PER_WINDOW + 1);
+    /// The table of `point` with `bits`-wide windows (8 to 16); `None` only
+    /// for a point whose small multiples hit infinity, which no point of the
+    /// P-256 group does.
+    fn new(point: Affine, bits: u32) -> Option<Table> {
+        let windows = windows(bits);
+        let per_window = per_window(bits);
+        let mut points = Vec::with_capacity(windows * per_window + 1);
         let mut base = point;
-        for _ in 0..DIGITS - 1 {
-            let mut window = Vec::with_capacity(PER_WINDOW + 1);
+        for _ in 0..windows {
+            let mut window = Vec::with_capacity(per_window + 1);
             let mut acc = Jacobian::from_affine(&base);
             window.push(acc);
-            for _ in 1..PER_WINDOW {
+            for _ in 1..per_window {
                 acc = acc.add_affine(&base);
                 window.push(acc);
             }
-            // The next window's base: 256·base = 2·(128·base).
+            // The next window's base: 2^w·base = 2·(2^(w-1)·base).
             window.push(acc.double());
             let mut affine = normalize(&window)?;
             base = affine.pop()?;
             points.extend_from_slice(&affine);
         }
         points.push(base);
-        Some(Table { points })
+        Some(Table { points, bits })
     }
 
     /// Adds `k·P` to `acc`, where `P` is this table's point.
     fn add_multiple(&self, acc: &mut Jacobian, k: &Scalar) {
-        for (i, &d) in recode(&k.to_bytes()).iter().enumerate() {
+        let per_window = per_window(self.bits);
+        let (digits, count) = recode(&k.to_bytes(), self.bits);
+        for (i, &d) in digits[..count].iter().enumerate() {
             if d == 0 {
                 continue;
             }
-            let entry = &self.points[i * PER_WINDOW + usize::from(d.unsigned_abs()) - 1];
+            let entry = &self.points[i * per_window + d.unsigned_abs() as usize - 1];
             *acc = if d > 0 {
                 acc.add_affine(entry)
             } else {
@@ -225,23 +240,52 @@ impl Table {
     }
 }
 
-/// Recodes a big-endian 256-bit scalar into 33 little-endian signed digits
-/// in `-128..=127` (the last one 0 or 1) with `k = Σ d_i·256^i`.
-fn recode(be: &FieldBytes) -> [i16; DIGITS] {
-    let mut digits = [0i16; DIGITS];
-    let mut carry = 0i16;
-    for (digit, byte) in digits.iter_mut().zip(be.iter().rev()) {
-        let d = i16::from(*byte) + carry;
-        if d >= 128 {
-            *digit = d - 256;
+/// Windows of `bits` bits covering 256 bits.
+fn windows(bits: u32) -> usize {
+    256usize.div_ceil(bits as usize)
+}
+
+/// Table entries per window: the multiples `1..=2^(bits-1)`.
+fn per_window(bits: u32) -> usize {
+    1 << (bits - 1)
+}
+
+/// Recodes a big-endian 256-bit scalar into little-endian signed digits of
+/// `bits` bits, each in `-2^(bits-1)..2^(bits-1)`, plus a last carry digit
+/// of 0 or 1, with `k = Σ d_i·2^(bits·i)`. Returns the digits and how many
+/// there are (the windows and the carry).
+fn recode(be: &FieldBytes, bits: u32) -> ([i32; MAX_DIGITS], usize) {
+    let mut words = [0u64; 4];
+    for (i, word) in words.iter_mut().enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&be[32 - 8 * (i + 1)..32 - 8 * i]);
+        *word = u64::from_be_bytes(w);
+    }
+    // Bits `start..start + bits` of the scalar (zero past bit 255).
+    let chunk = |start: usize| -> u64 {
+        let (index, shift) = (start / 64, start % 64);
+        let mut value = words.get(index).map_or(0, |w| w >> shift);
+        if shift > 0 && shift + bits as usize > 64 {
+            value |= words.get(index + 1).map_or(0, |w| w << (64 - shift));
+        }
+        value & ((1u64 << bits) - 1)
+    };
+    let windows = windows(bits);
+    let half = 1i32 << (bits - 1);
+    let mut digits = [0i32; MAX_DIGITS];
+    let mut carry = 0i32;
+    for (i, digit) in digits.iter_mut().enumerate().take(windows) {
+        let d = chunk(i * bits as usize) as i32 + carry;
+        if d >= half {
+            *digit = d - 2 * half;
             carry = 1;
         } else {
             *digit = d;
             carry = 0;
         }
     }
-    digits[DIGITS - 1] = carry;
-    digits
+    digits[windows] = carry;
+    (digits, windows + 1)
 }
 
 /// The affine point of an uncompressed SEC1 encoding (already checked to
@@ -263,7 +307,7 @@ fn generator() -> Option<&'static Table> {
         .get_or_init(|| {
             let encoded = p256::AffinePoint::GENERATOR.to_encoded_point(false);
             let point: [u8; 65] = encoded.as_bytes().try_into().ok()?;
-            Table::new(affine_from_sec1(&point)?)
+            Table::new(affine_from_sec1(&point)?, GENERATOR_WINDOW_BITS)
         })
         .as_ref()
 }
@@ -304,7 +348,7 @@ pub(crate) fn table_for(point: &[u8; 65]) -> Option<Arc<Table>> {
         }
         counts.remove(point);
     }
-    let table = Arc::new(Table::new(affine_from_sec1(point)?)?);
+    let table = Arc::new(Table::new(affine_from_sec1(point)?, KEY_WINDOW_BITS)?);
     let mut tables = registry.tables.write().ok()?;
     if tables.len() >= MAX_TABLES {
         return None;
@@ -335,13 +379,12 @@ pub(crate) fn verify_prehash(table: &Table, digest: &[u8; 32], scalars: &Scalars
     let Some(generator) = generator() else {
         return false;
     };
-    let (Some(r), Some(s)) = (
-        Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(scalars.r))),
-        Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(scalars.s))),
-    ) else {
+    let Some(r) = Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(scalars.r))) else {
         return false;
     };
-    let Some(w) = Option::<Scalar>::from(s.invert_vartime()) else {
+    let Some(w) = crate::inverse::invert_mod_order(&scalars.s)
+        .and_then(|w| Option::<Scalar>::from(Scalar::from_repr(FieldBytes::from(w))))
+    else {
         return false;
     };
     let e = <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(*digest));
@@ -431,26 +474,33 @@ mod tests {
     fn recoding_sums_back_to_the_scalar() {
         let mut alternating = [0x7f; 32];
         alternating[31] = 0x80;
-        for be in [[0; 32], [0xff; 32], [0x80; 32], alternating, sha256(b"a")] {
-            let digits = recode(&FieldBytes::from(be));
-            assert!(digits[..32].iter().all(|d| (-128..=127).contains(d)));
-            assert!(digits[32] == 0 || digits[32] == 1);
-            let mut sum = Scalar::ZERO;
-            for d in digits.iter().rev() {
-                let magnitude = Scalar::from(u64::from(d.unsigned_abs()));
-                sum = sum * Scalar::from(256u64) + if *d < 0 { -magnitude } else { magnitude };
+        for bits in [8, 10, 12, 16] {
+            let half = 1i32 << (bits - 1);
+            for be in [[0; 32], [0xff; 32], [0x80; 32], alternating, sha256(b"a")] {
+                let (digits, count) = recode(&FieldBytes::from(be), bits);
+                assert_eq!(count, windows(bits) + 1);
+                assert!(digits[..count - 1]
+                    .iter()
+                    .all(|d| (-half..half).contains(d)));
+                assert!(digits[count - 1] == 0 || digits[count - 1] == 1);
+                let mut sum = Scalar::ZERO;
+                for d in digits[..count].iter().rev() {
+                    let magnitude = Scalar::from(u64::from(d.unsigned_abs()));
+                    sum = sum * Scalar::from(1u64 << bits)
+                        + if *d < 0 { -magnitude } else { magnitude };
+                }
+                assert_eq!(
+                    sum,
+                    <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(be)),
+                    "{bits}-bit windows"
+                );
             }
-            assert_eq!(
-                sum,
-                <Scalar as Reduce<U256>>::reduce_bytes(&FieldBytes::from(be))
-            );
         }
     }
 
     #[test]
     fn table_multiples_match_scalar_multiplication() {
         let q = ProjectivePoint::mul_by_generator(&scalar("q"));
-        let table = Table::new(affine(&q)).unwrap();
         let mut ks: Vec<Scalar> = [0u64, 1, 2, 127, 128, 129, 255, 256, 65_535, u64::MAX]
             .into_iter()
             .map(Scalar::from)
@@ -458,10 +508,17 @@ mod tests {
         ks.push(-Scalar::ONE);
         ks.push(-Scalar::from(128u64));
         ks.extend((0..8).map(|i| scalar(&format!("k{i}"))));
-        for k in ks {
-            let mut acc = Jacobian::INFINITY;
-            table.add_multiple(&mut acc, &k);
-            assert_eq!(jacobian_sec1(&acc), expected(&(q * k)), "k = {k:?}");
+        for bits in [8, KEY_WINDOW_BITS, GENERATOR_WINDOW_BITS] {
+            let table = Table::new(affine(&q), bits).unwrap();
+            for k in &ks {
+                let mut acc = Jacobian::INFINITY;
+                table.add_multiple(&mut acc, k);
+                assert_eq!(
+                    jacobian_sec1(&acc),
+                    expected(&(q * k)),
+                    "k = {k:?}, {bits} bits"
+                );
+            }
         }
     }
 
@@ -489,7 +546,7 @@ mod tests {
         for round in 0..3 {
             let key = SigningKey::generate().unwrap();
             let point = sec1_point(&key);
-            let table = Table::new(affine_from_sec1(&point).unwrap()).unwrap();
+            let table = Table::new(affine_from_sec1(&point).unwrap(), KEY_WINDOW_BITS).unwrap();
             let other = SigningKey::generate().unwrap();
             let ring_ok = |m: &[u8], s: &[u8]| {
                 UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, &point)
