@@ -200,18 +200,22 @@ impl VerifyingKey {
     /// ([`CryptoError::HighS`], as Fabric does), and a signature that does not
     /// match ([`CryptoError::BadSignature`]).
     pub fn verify(&self, msg: &[u8], sig_der: &[u8]) -> Result<()> {
-        if crate::own::known(&self.point, msg, sig_der) {
+        let table = crate::tables::table_for(&self.point);
+        if table.is_none() && !crate::own::enabled() {
+            Scalars::parse_for_verify(sig_der)?;
+            return self.ring_verify(msg, sig_der);
+        }
+        // The message is hashed once, for the memory and the table both.
+        let digest = crate::sha256(msg);
+        if crate::own::known(&self.point, &digest, sig_der) {
             return Ok(());
         }
         let scalars = Scalars::parse_for_verify(sig_der)?;
-        if let Some(table) = crate::tables::table_for(&self.point) {
-            return if crate::tables::verify_prehash(&table, &crate::sha256(msg), &scalars) {
-                Ok(())
-            } else {
-                Err(CryptoError::BadSignature)
-            };
+        match table {
+            Some(table) if crate::tables::verify_prehash(&table, &digest, &scalars) => Ok(()),
+            Some(_) => Err(CryptoError::BadSignature),
+            None => self.ring_verify(msg, sig_der),
         }
-        self.ring_verify(msg, sig_der)
     }
 
     /// [`verify`](Self::verify) always done by `ring`: no remembered

@@ -42,16 +42,20 @@ pub fn remember_own_signatures(on: bool) {
     }
 }
 
-fn enabled() -> bool {
+/// Whether remembering is switched on.
+pub(crate) fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-fn digest(point: &[u8], msg: &[u8], sig: &[u8]) -> [u8; 32] {
+/// The memory's key for a signature: a hash of the key, the SHA-256 of the
+/// message (all an ECDSA verification depends on) and the signature. Keyed
+/// by the message's digest, a lookup costs a hash of about 170 bytes, not
+/// of the whole message again.
+fn entry(point: &[u8], msg_digest: &[u8; 32], sig: &[u8]) -> [u8; 32] {
     let mut h = Sha256Hasher::new();
     h.update(&(point.len() as u64).to_be_bytes());
     h.update(point);
-    h.update(&(msg.len() as u64).to_be_bytes());
-    h.update(msg);
+    h.update(msg_digest);
     h.update(sig);
     h.finalize()
 }
@@ -61,7 +65,7 @@ pub(crate) fn record(point: &[u8], msg: &[u8], sig: &[u8]) {
     if !enabled() {
         return;
     }
-    let d = digest(point, msg, sig);
+    let d = entry(point, &crate::sha256(msg), sig);
     let Ok(mut m) = MEMORY.lock() else { return };
     let Memory { set, order } = &mut *m;
     let set = set.get_or_insert_with(HashSet::new);
@@ -75,13 +79,13 @@ pub(crate) fn record(point: &[u8], msg: &[u8], sig: &[u8]) {
     }
 }
 
-/// True if this process made `sig` over `msg` with the key `point`
-/// (only when switched on).
-pub(crate) fn known(point: &[u8], msg: &[u8], sig: &[u8]) -> bool {
+/// True if this process made `sig` with the key `point` over a message
+/// whose SHA-256 is `msg_digest` (only when switched on).
+pub(crate) fn known(point: &[u8], msg_digest: &[u8; 32], sig: &[u8]) -> bool {
     if !enabled() {
         return false;
     }
-    let d = digest(point, msg, sig);
+    let d = entry(point, msg_digest, sig);
     MEMORY
         .lock()
         .map(|m| m.set.as_ref().is_some_and(|s| s.contains(&d)))
@@ -100,13 +104,26 @@ mod tests {
         let key = SigningKey::generate().unwrap();
         let public = key.verifying_key();
         let sig = key.sign(b"endorsement").unwrap();
-        assert!(known(public.to_sec1_uncompressed(), b"endorsement", &sig));
+        let digest = |m: &[u8]| crate::sha256(m);
+        assert!(known(
+            public.to_sec1_uncompressed(),
+            &digest(b"endorsement"),
+            &sig
+        ));
         crate::verify(&public, b"endorsement", &sig).unwrap();
         // Another message, or another key, is not taken from memory.
-        assert!(!known(public.to_sec1_uncompressed(), b"other", &sig));
+        assert!(!known(
+            public.to_sec1_uncompressed(),
+            &digest(b"other"),
+            &sig
+        ));
         assert!(crate::verify(&public, b"other", &sig).is_err());
         let other = SigningKey::generate().unwrap().verifying_key();
-        assert!(!known(other.to_sec1_uncompressed(), b"endorsement", &sig));
+        assert!(!known(
+            other.to_sec1_uncompressed(),
+            &digest(b"endorsement"),
+            &sig
+        ));
         assert!(crate::verify(&other, b"endorsement", &sig).is_err());
         // A tampered signature is verified, and fails.
         let mut bad = sig.clone();
