@@ -127,37 +127,47 @@ fn dispatch(connection: &Arc<Connection>, message: ChaincodeMessage) {
             };
             let inline = MsgType::try_from(message.r#type)
                 .is_ok_and(|kind| requests.answers_from_memory(kind));
+            if inline {
+                let answer = requests.handle(&message);
+                // Let go of the simulation before the chaincode can see the
+                // answer: once it has, it may finish the transaction, and the
+                // runtime then takes the simulation back for itself.
+                drop(requests);
+                let reply = reply_to(message.channel_id, message.txid, answer);
+                if let Err(mpsc::error::TrySendError::Full(reply)) = outgoing.try_send(reply) {
+                    tokio::spawn(async move {
+                        let _ = outgoing.send(reply).await;
+                    });
+                }
+                return;
+            }
             tokio::spawn(async move {
                 let (channel_id, txid) = (message.channel_id.clone(), message.txid.clone());
-                let answer = if inline {
-                    requests.handle(&message)
-                } else {
-                    tokio::task::spawn_blocking(move || requests.handle(&message))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("request handler failed: {e}")))
-                };
-                let reply = match answer {
-                    Ok(payload) => ChaincodeMessage {
-                        r#type: MsgType::Response as i32,
-                        payload,
-                        txid,
-                        channel_id,
-                        ..Default::default()
-                    },
-                    Err(text) => ChaincodeMessage {
-                        r#type: MsgType::Error as i32,
-                        payload: text.into_bytes(),
-                        txid,
-                        channel_id,
-                        ..Default::default()
-                    },
-                };
-                let _ = outgoing.send(reply).await;
+                let answer = tokio::task::spawn_blocking(move || requests.handle(&message))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("request handler failed: {e}")));
+                let _ = outgoing.send(reply_to(channel_id, txid, answer)).await;
             });
         }
         _ => {
             tracing::warn!(target: LOG, chaincode = %connection.id, kind = %type_name(message.r#type), "ignoring an unexpected message from the chaincode");
         }
+    }
+}
+
+/// The RESPONSE (or, for an error, ERROR) message answering a request of
+/// transaction `txid`.
+fn reply_to(channel_id: String, txid: String, answer: Result<Vec<u8>, String>) -> ChaincodeMessage {
+    let (kind, payload) = match answer {
+        Ok(payload) => (MsgType::Response, payload),
+        Err(text) => (MsgType::Error, text.into_bytes()),
+    };
+    ChaincodeMessage {
+        r#type: kind as i32,
+        payload,
+        txid,
+        channel_id,
+        ..Default::default()
     }
 }
 
