@@ -91,6 +91,12 @@ pub(crate) fn e2e(b: E2eBench) -> anyhow::Result<()> {
         .nodes
         .iter()
         .map(|n| (n.name.clone(), n.pid.to_string()))
+        .chain(net.nodes.iter().flat_map(|n| {
+            // The chaincode processes a peer launched.
+            children_of(n.pid)
+                .into_iter()
+                .map(move |child| (format!("chaincode of {}", n.name), child.to_string()))
+        }))
         .chain(std::iter::once(("bench".to_owned(), "self".to_owned())))
         .collect();
     eprintln!(
@@ -256,6 +262,27 @@ async fn drive(orgs: Arc<Vec<OrgClient>>, channel: &str, b: &E2eBench) -> Outcom
     bar.finish_and_clear();
     let first = first_error.lock().ok().and_then(|mut s| s.take());
     (elapsed, latencies, counters, first)
+}
+
+/// The processes whose parent is `pid` (from `/proc`; none where that is
+/// not readable).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The parent pid is the second field after the `(comm)`.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 fn now_nanos() -> u64 {
