@@ -491,7 +491,11 @@ fn a_database_in_the_earlier_layout_starts_empty_for_a_rebuild() {
     }
     {
         // Mark the database as written by the first layout.
-        let raw = sled::open(&path).unwrap();
+        let raw = twill_ledger::open_sled_waiting(
+            &sled::Config::new().path(&path),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap();
         let tree = raw.open_tree(b"state").unwrap();
         tree.insert(b"mformat", &b"twill-state-1"[..]).unwrap();
         raw.flush().unwrap();
