@@ -32,7 +32,7 @@ use twill_protos::peer::ChaincodeInput;
 
 use crate::bench_endorse::CpuWatch;
 use crate::netstart::{msp_dir, tls_ca, CHAINCODE};
-use crate::network::{NetworkFile, DEFAULT_STATE_DIR};
+use crate::network::{group_members, NetworkFile, DEFAULT_STATE_DIR};
 use crate::peer::{build_proposal, load_signer};
 
 /// Arguments of `twill bench e2e`.
@@ -92,10 +92,11 @@ pub(crate) fn e2e(b: E2eBench) -> anyhow::Result<()> {
         .iter()
         .map(|n| (n.name.clone(), n.pid.to_string()))
         .chain(net.nodes.iter().flat_map(|n| {
-            // The chaincode processes a peer launched.
-            children_of(n.pid)
+            // The chaincode processes a peer launched join its process group.
+            group_members(&std::collections::BTreeSet::from([n.pid]))
                 .into_iter()
-                .map(move |child| (format!("chaincode of {}", n.name), child.to_string()))
+                .filter(move |&pid| pid != n.pid)
+                .map(move |pid| (format!("chaincode of {}", n.name), pid.to_string()))
         }))
         .chain(std::iter::once(("bench".to_owned(), "self".to_owned())))
         .collect();
@@ -262,27 +263,6 @@ async fn drive(orgs: Arc<Vec<OrgClient>>, channel: &str, b: &E2eBench) -> Outcom
     bar.finish_and_clear();
     let first = first_error.lock().ok().and_then(|mut s| s.take());
     (elapsed, latencies, counters, first)
-}
-
-/// The processes whose parent is `pid` (from `/proc`; none where that is
-/// not readable).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // The parent pid is the second field after the `(comm)`.
-                    let rest = &stat[stat.rfind(')')? + 1..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(pid)
-        })
-        .collect()
 }
 
 fn now_nanos() -> u64 {

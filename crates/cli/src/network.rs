@@ -216,7 +216,7 @@ fn node_alive(pid: u32) -> bool {
 
 /// Live processes whose process group is one of `groups` (the nodes, which
 /// lead their own group, and the chaincode processes their peers started).
-fn group_members(groups: &BTreeSet<u32>) -> Vec<u32> {
+pub(crate) fn group_members(groups: &BTreeSet<u32>) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
