@@ -120,9 +120,7 @@ fn dispatch(connection: &Arc<Connection>, message: ChaincodeMessage) {
                     &message,
                     &format!("no transaction {} is running on channel '{}'", key.1, key.0),
                 );
-                tokio::spawn(async move {
-                    let _ = outgoing.send(reply).await;
-                });
+                send_soon(outgoing, reply);
                 return;
             };
             let inline = MsgType::try_from(message.r#type)
@@ -133,12 +131,7 @@ fn dispatch(connection: &Arc<Connection>, message: ChaincodeMessage) {
                 // answer: once it has, it may finish the transaction, and the
                 // runtime then takes the simulation back for itself.
                 drop(requests);
-                let reply = reply_to(message.channel_id, message.txid, answer);
-                if let Err(mpsc::error::TrySendError::Full(reply)) = outgoing.try_send(reply) {
-                    tokio::spawn(async move {
-                        let _ = outgoing.send(reply).await;
-                    });
-                }
+                send_soon(outgoing, reply_to(message.channel_id, message.txid, answer));
                 return;
             }
             tokio::spawn(async move {
@@ -173,12 +166,20 @@ fn reply_to(channel_id: String, txid: String, answer: Result<Vec<u8>, String>) -
 
 /// An ERROR reply to `message` carrying `text`.
 fn error_reply(message: &ChaincodeMessage, text: &str) -> ChaincodeMessage {
-    ChaincodeMessage {
-        r#type: MsgType::Error as i32,
-        payload: text.as_bytes().to_vec(),
-        txid: message.txid.clone(),
-        channel_id: message.channel_id.clone(),
-        ..Default::default()
+    reply_to(
+        message.channel_id.clone(),
+        message.txid.clone(),
+        Err(text.to_owned()),
+    )
+}
+
+/// Queues `reply` on the chaincode's stream: at once if there is room, else
+/// from a task that waits for room (the dispatcher never blocks).
+fn send_soon(outgoing: mpsc::Sender<ChaincodeMessage>, reply: ChaincodeMessage) {
+    if let Err(mpsc::error::TrySendError::Full(reply)) = outgoing.try_send(reply) {
+        tokio::spawn(async move {
+            let _ = outgoing.send(reply).await;
+        });
     }
 }
 
