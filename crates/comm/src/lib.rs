@@ -16,7 +16,9 @@
 //!   connections that do not. [`ServerTls::rustls_config_http`] offers `h2`
 //!   and `http/1.1` for REST listeners.
 //! - Servers: [`bind`], [`incoming`], [`server_builder`]; clients:
-//!   [`connect`], [`connect_lazy`], [`endpoint`].
+//!   [`connect`], [`connect_lazy`], [`endpoint`]. Both ends write through
+//!   [`Coalesced`], which gathers a connection's frames into fewer socket
+//!   writes under load.
 //! - Limits and timers: messages up to [`DEFAULT_MAX_MESSAGE_SIZE`] (100 MiB)
 //!   both ways ([`with_message_limits!`]); HTTP/2 keepalive pings every
 //!   [`KEEPALIVE_INTERVAL`], [`CONNECT_TIMEOUT`] to dial, and
@@ -87,12 +89,14 @@
 use std::time::Duration;
 
 mod client;
+mod coalesce;
 mod error;
 mod pem;
 mod server;
 mod tls;
 
 pub use client::{connect, connect_lazy, endpoint};
+pub use coalesce::{Coalesced, HIGH_WATER};
 pub use error::{CommError, PemSource, Result};
 pub use server::{bind, cert_hash, incoming, peer_cert_der, server_builder};
 pub use tls::{ClientAuth, ClientTls, ServerTls, TlsFiles, ALPN_GRPC, ALPN_HTTP};

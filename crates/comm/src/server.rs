@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::coalesce::Coalesced;
 use crate::error::{CommError, Result};
 use crate::tls::{install_default_provider, ServerTls};
 use crate::{KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
@@ -51,11 +53,15 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr)> {
     Ok((listener, local))
 }
 
-/// Turns a listener into the connection stream tonic serves, setting
-/// TCP_NODELAY on every accepted socket (tonic only does that itself for
-/// sockets it binds).
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
+/// Turns a listener into the connection stream tonic serves: TCP_NODELAY
+/// on every accepted socket (tonic only does that itself for sockets it
+/// binds), and writes gathered by [`Coalesced`] beneath the TLS layer.
+pub fn incoming(
+    listener: TcpListener,
+) -> impl Stream<Item = std::io::Result<Coalesced>> + Send + 'static {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(|accepted| accepted.map(Coalesced::new))
 }
 
 /// DER of the TLS client certificate (the leaf) presented on the connection
