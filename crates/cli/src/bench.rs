@@ -84,7 +84,10 @@ enum BenchCommand {
     /// own org's peers. Ends with the line
     ///   e2e: <N> tx/s, p50 <A> ms, p99 <B> ms, failed <F>
     /// where N counts transactions committed VALID and latency runs from
-    /// building the proposal to the commit status.
+    /// building the proposal to the commit status. Before the load it
+    /// prints how long one ECDSA signature and one verification take on a
+    /// core right now, and after it the CPU each process used: on a shared
+    /// VM the same code can run a quarter slower from one hour to the next.
     ///
     /// Example (release build):
     ///   target/release/twill network up

@@ -110,6 +110,12 @@ pub(crate) fn e2e(b: E2eBench) -> anyhow::Result<()> {
         net.channel,
         root.display()
     );
+    if let Some((sign, verify)) = host_speed() {
+        eprintln!(
+            "host speed on one core: ECDSA P-256 sign {sign:.1} µs, verify {verify:.1} µs \
+             (docs/benchmarks.md's figures came with 22 – 24 and 15.5 – 16.5)"
+        );
+    }
     let cpu = CpuWatch::start(&procs);
     let (elapsed, latencies, counters, first_error) =
         rt.block_on(drive(Arc::new(orgs), &net.channel, &b));
@@ -145,6 +151,49 @@ pub(crate) fn e2e(b: E2eBench) -> anyhow::Result<()> {
         bail!("no transaction committed");
     }
     Ok(())
+}
+
+/// Median time of one ECDSA signature and one table-based verification on
+/// this thread, in µs: a reference for how fast the machine is right now.
+/// A VM's host can slow the same code down by a quarter from one hour to
+/// the next, and the network's rate moves with it.
+fn host_speed() -> Option<(f64, f64)> {
+    const ROUNDS: usize = 25;
+    const PER_ROUND: usize = 32;
+    let key = twill_crypto::SigningKey::generate().ok()?;
+    let vk = key.verifying_key();
+    let msgs: Vec<Vec<u8>> = (0..PER_ROUND)
+        .map(|i| format!("host speed reference {i}").repeat(16).into_bytes())
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut sigs = Vec::new();
+    let mut sign_rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        sigs = msgs
+            .iter()
+            .map(|m| key.sign(m))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        sign_rounds.push(t.elapsed().as_secs_f64() * 1e6 / PER_ROUND as f64);
+    }
+    // Past the warm-up, the key verifies with its own table, as the
+    // network's signers do.
+    for _ in 0..twill_crypto::WARM_AFTER {
+        twill_crypto::verify(&vk, &msgs[0], &sigs[0]).ok()?;
+    }
+    let mut verify_rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for (m, sig) in msgs.iter().zip(&sigs) {
+            twill_crypto::verify(&vk, m, sig).ok()?;
+        }
+        verify_rounds.push(t.elapsed().as_secs_f64() * 1e6 / PER_ROUND as f64);
+    }
+    Some((median(sign_rounds), median(verify_rounds)))
 }
 
 /// Connects to every peer of the network, grouped by org (org1, org2, ...).
