@@ -1,12 +1,12 @@
 //! Fewer, larger socket writes under TLS.
 //!
-//! HTTP/2 over TLS turns every flush of a connection into one `writev` on
-//! the socket, and hyper flushes each time its connection task runs. Under
-//! load many requests and responses share a connection, but their frames
-//! reach the connection task a few at a time, so a busy node made about
-//! sixteen socket writes (and as many wake-ups on the reading side) per
-//! transaction. Each loopback write costs the kernel several microseconds
-//! on both ends.
+//! tokio-rustls sends every write it is given to the socket at once, as a
+//! TLS record in its own `writev`, and HTTP/2 writes frame by frame and
+//! flushes each time its connection task runs. Under load many requests
+//! and responses share a connection, yet a whole network made about 16.5
+//! socket writes per committed transaction (and 8.8 reads on the other
+//! ends). Each loopback write costs the kernel several microseconds on both
+//! ends.
 //!
 //! [`Coalesced`] sits between the TLS stream and the TCP socket. It accepts
 //! writes into a buffer, and the first flush after new data only yields:
