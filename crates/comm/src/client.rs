@@ -1,17 +1,13 @@
 //! Dialing gRPC endpoints.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tonic::codegen::http::Uri;
-use tonic::codegen::Service;
 use tonic::transport::{Channel, Endpoint};
+use tower::util::MapResponse;
+use tower::ServiceExt;
 
 use crate::coalesce::Coalesced;
-
 use crate::error::{CommError, Result};
 use crate::tls::{install_default_provider, ClientTls};
 use crate::{CONNECT_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, TLS_HANDSHAKE_TIMEOUT};
@@ -88,7 +84,7 @@ pub fn endpoint(addr: &str, tls: Option<&ClientTls>) -> Result<Endpoint> {
 pub async fn connect(addr: &str, tls: Option<&ClientTls>) -> Result<Channel> {
     let endpoint = endpoint(addr, tls)?;
     let limit = CONNECT_TIMEOUT + TLS_HANDSHAKE_TIMEOUT;
-    match tokio::time::timeout(limit, endpoint.connect_with_connector(Dialer)).await {
+    match tokio::time::timeout(limit, endpoint.connect_with_connector(dialer())).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(source)) => Err(CommError::Connect {
             addr: addr.to_owned(),
@@ -106,40 +102,20 @@ pub async fn connect(addr: &str, tls: Option<&ClientTls>) -> Result<Channel> {
 /// the TLS material are checked here. Call it within a tokio runtime: the
 /// channel spawns its worker task right away.
 pub fn connect_lazy(addr: &str, tls: Option<&ClientTls>) -> Result<Channel> {
-    Ok(endpoint(addr, tls)?.connect_with_connector_lazy(Dialer))
+    Ok(endpoint(addr, tls)?.connect_with_connector_lazy(dialer()))
 }
 
-/// Opens the TCP connections of [`connect`] and [`connect_lazy`]: the
-/// first address the host name resolves to that accepts, with TCP_NODELAY,
-/// wrapped in [`Coalesced`] (tonic puts TLS on top when configured).
-#[derive(Debug, Clone, Copy)]
-struct Dialer;
+/// Opens the TCP connections of [`connect`] and [`connect_lazy`]: tonic's
+/// own connector (`HttpConnector`, with TCP_NODELAY), its socket wrapped
+/// in [`Coalesced`]; tonic puts TLS on top when configured.
+type Dialer = MapResponse<HttpConnector, fn(TokioIo<TcpStream>) -> TokioIo<Coalesced>>;
 
-impl Service<Uri> for Dialer {
-    type Response = TokioIo<Coalesced>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        Box::pin(async move {
-            let invalid = |what| std::io::Error::new(std::io::ErrorKind::InvalidInput, what);
-            let host = uri
-                .host()
-                .ok_or_else(|| invalid("address without a host"))?;
-            // IPv6 literals come bracketed in URIs but not in socket addresses.
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri
-                .port_u16()
-                .ok_or_else(|| invalid("address without a port"))?;
-            let stream = TcpStream::connect((host, port)).await?;
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(Coalesced::new(stream)))
-        })
-    }
+fn dialer() -> Dialer {
+    let mut http = HttpConnector::new();
+    // The scheme says whether tonic adds TLS; the TCP part is the same.
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.map_response(|io| TokioIo::new(Coalesced::new(io.into_inner())))
 }
 
 #[cfg(test)]

@@ -14,12 +14,12 @@
 //! already queued on the worker run first and add their frames to the same
 //! connection. The next flush writes everything in one go. When nothing
 //! else is waiting the cost is one extra poll of the connection task;
-//! when the buffer passes [`HIGH_WATER`] it is written out before more is
+//! when the buffer passes 256 KiB it is written out before more is
 //! accepted, so a large message (a block) does not pile up in memory.
 //!
 //! Reads go the other way: rustls asks the socket for 4 KiB at a time, so
 //! a 100 KiB burst took 25 `recvfrom` calls. [`Coalesced`] reads up to
-//! [`READ_AHEAD`] at once and hands it out in the sizes asked for.
+//! 64 KiB at once and hands it out in the sizes asked for.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -30,11 +30,11 @@ use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// Buffered bytes above which a write first drains the buffer.
-pub const HIGH_WATER: usize = 256 * 1024;
+const HIGH_WATER: usize = 256 * 1024;
 
 /// Bytes read from the socket at once. TLS asks for 4 KiB at a time,
 /// which made a read system call per 4 KiB of traffic.
-pub const READ_AHEAD: usize = 64 * 1024;
+const READ_AHEAD: usize = 64 * 1024;
 
 /// Capacity kept after a drain; a buffer that grew past it for a large
 /// message is released.
@@ -75,13 +75,8 @@ impl Coalesced {
     }
 
     /// Bytes accepted and not yet written to the socket.
-    pub fn pending(&self) -> usize {
+    fn pending(&self) -> usize {
         self.buf.len() - self.written
-    }
-
-    /// The wrapped socket.
-    pub fn get_ref(&self) -> &TcpStream {
-        &self.io
     }
 
     /// Writes the buffer out; `Ready(Ok)` once it is empty.

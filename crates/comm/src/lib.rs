@@ -96,7 +96,7 @@ mod server;
 mod tls;
 
 pub use client::{connect, connect_lazy, endpoint};
-pub use coalesce::{Coalesced, HIGH_WATER};
+pub use coalesce::Coalesced;
 pub use error::{CommError, PemSource, Result};
 pub use server::{bind, cert_hash, incoming, peer_cert_der, server_builder};
 pub use tls::{ClientAuth, ClientTls, ServerTls, TlsFiles, ALPN_GRPC, ALPN_HTTP};
