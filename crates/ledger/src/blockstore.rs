@@ -20,6 +20,7 @@ use crate::error::{CorruptIssue, IndexIssue, LastConfigIssue, LedgerError, Resul
 use crate::format::{self, RecordHeader, RECORD_HEADER_LEN};
 use crate::index::{self, BlockLoc, Checkpoint};
 use crate::records::{self, Scanned};
+use crate::txwait::{TxWait, TxWaiters};
 
 /// Default size at which appends roll over to a new block file: 64 MiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
@@ -91,6 +92,15 @@ pub struct TxLocation {
     pub validation_code: u8,
 }
 
+/// The answer of [`BlockStore::tx_location_or_wait`].
+#[derive(Debug)]
+pub enum TxLookup {
+    /// The transaction is stored here.
+    Stored(TxLocation),
+    /// Not stored yet: resolves when it is.
+    Pending(TxWait),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Tip {
     height: u64,
@@ -125,6 +135,9 @@ pub struct BlockStore {
     writer: Mutex<Writer>,
     readers: RwLock<HashMap<u32, Arc<File>>>,
     height_tx: watch::Sender<u64>,
+    /// Callers of [`tx_location_or_wait`](Self::tx_location_or_wait) whose
+    /// transaction is not stored yet.
+    tx_waiters: Arc<TxWaiters>,
     /// Held (locked) for the store's lifetime; declared last so it is
     /// released only after the index has been dropped.
     _lock: File,
@@ -273,6 +286,22 @@ fn block_txs(block: &Block) -> Vec<TxEntry> {
         });
     }
     out
+}
+
+/// The locations of block `number`'s transactions ([`block_txs`] keeps the
+/// first occurrence of each id; an id stored by an earlier block keeps that
+/// location, and nobody can still be waiting for it).
+fn stored_txs(number: u64, txs: &[TxEntry]) -> impl Iterator<Item = (&str, TxLocation)> {
+    txs.iter().map(move |tx| {
+        (
+            tx.tx_id.as_str(),
+            TxLocation {
+                block_number: number,
+                tx_index: tx.tx_index,
+                validation_code: tx.validation_code,
+            },
+        )
+    })
 }
 
 /// Writes a block's index entries and the new checkpoint in one atomic
@@ -433,6 +462,7 @@ impl BlockStore {
             writer: Mutex::new(writer),
             readers: RwLock::new(HashMap::new()),
             height_tx,
+            tx_waiters: Arc::default(),
             _lock: lock,
         })
     }
@@ -534,6 +564,10 @@ impl BlockStore {
         // Sent under the writer lock so that subscribers never see the
         // height go backwards when appends race.
         self.height_tx.send_replace(height);
+        // Also under the writer lock: a waiter must hear of the block that
+        // first stored its id, not of a racing later one repeating it.
+        self.tx_waiters
+            .notify(stored_txs(prepared.number, &prepared.txs));
         drop(writer);
         debug!(target: "ledger::blockstore", block = prepared.number, bytes = record_len, txs = prepared.txs.len(), "block appended");
         Ok(())
@@ -709,6 +743,22 @@ impl BlockStore {
         }
     }
 
+    /// Where the transaction with id `tx_id` is stored, or, if it is not
+    /// yet, a [`TxWait`] that resolves when a block holding it is appended
+    /// (to `None` if the store closes first). The waiter is registered
+    /// before the index is read, so an append racing with this call is
+    /// never missed. A store opened without
+    /// [`index_transactions`](BlockStoreOptions::index_transactions) always
+    /// answers with a wait that only ends when the store closes.
+    pub fn tx_location_or_wait(&self, tx_id: &str) -> Result<TxLookup> {
+        let wait = self.tx_waiters.register(tx_id);
+        // Dropping `wait` on the way out unregisters it.
+        Ok(match self.tx_location(tx_id)? {
+            Some(location) => TxLookup::Stored(location),
+            None => TxLookup::Pending(wait),
+        })
+    }
+
     /// The block holding the first transaction with id `tx_id`.
     pub fn block_by_tx_id(&self, tx_id: &str) -> Result<Option<Block>> {
         match self.tx_location(tx_id)? {
@@ -770,6 +820,7 @@ impl BlockStore {
 
 impl Drop for BlockStore {
     fn drop(&mut self) {
+        self.tx_waiters.close();
         if let Err(e) = self.index.flush() {
             warn!(target: "ledger::blockstore", error = %e, "index flush on close failed");
         }

@@ -57,7 +57,9 @@
 //!
 //! All calls are blocking (appends `fsync`); from async code, run them on
 //! `spawn_blocking` or a dedicated thread. [`BlockStore::subscribe`] hands
-//! out a `tokio::sync::watch` receiver of the height for Deliver streams.
+//! out a `tokio::sync::watch` receiver of the height for Deliver streams;
+//! [`BlockStore::tx_location_or_wait`] a future of one transaction's
+//! location, for callers waiting for their transaction to commit.
 //!
 //! # Example
 //!
@@ -121,14 +123,16 @@ mod index;
 mod records;
 pub mod richquery;
 pub mod state;
+mod txwait;
 
 use std::path::{Path, PathBuf};
 
 pub use blockstore::{
-    last_config_index, BlockIter, BlockStore, BlockStoreOptions, TxLocation,
+    last_config_index, BlockIter, BlockStore, BlockStoreOptions, TxLocation, TxLookup,
     DEFAULT_INDEX_CACHE_BYTES, DEFAULT_MAX_FILE_SIZE,
 };
 pub use error::{CorruptIssue, IndexIssue, LastConfigIssue, LedgerError, Result};
+pub use txwait::TxWait;
 
 /// Opens a sled database, retrying for up to `wait` while its file lock is
 /// held: sled's background threads keep a just-dropped instance's lock for

@@ -446,6 +446,17 @@ impl<S: EndorserSupport> EndorserService<S> {
             tracing::warn!(target: LOG, %remote, error = %e, "refused a malformed proposal");
             Status::invalid_argument(e)
         })?;
+        self.process_unpacked(signed, &up, remote).await
+    }
+
+    /// [`process`](Self::process) for a proposal the caller has already
+    /// unpacked (the gateway, endorsing on its own peer).
+    pub async fn process_unpacked(
+        &self,
+        signed: &SignedProposal,
+        up: &UnpackedProposal,
+        remote: &str,
+    ) -> Result<ProposalResponse, Status> {
         let cid = up.channel_header.channel_id.clone();
         let channel = if cid.is_empty() {
             None
@@ -459,7 +470,7 @@ impl<S: EndorserSupport> EndorserService<S> {
             }
         };
         let identity = self
-            .check_creator(signed, &up, channel.as_deref())
+            .check_creator(signed, up, channel.as_deref())
             .inspect_err(|e| {
                 tracing::warn!(target: LOG, %remote, channel = %cid, error = e.message(), "refused a proposal");
             })?;
@@ -471,8 +482,8 @@ impl<S: EndorserSupport> EndorserService<S> {
             creator = %format!("{} '{}'", identity.mspid(), identity.common_name()),
             "processing proposal"
         );
-        match self.invoke(signed, &up, channel.as_ref(), &identity).await {
-            Ok(simulated) => self.respond(&up, simulated),
+        match self.invoke(signed, up, channel.as_ref(), &identity).await {
+            Ok(simulated) => self.respond(up, simulated),
             Err(response) => {
                 tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, status = response.status, message = %response.message, "proposal failed");
                 Ok(Self::refuse(response))

@@ -1,8 +1,9 @@
 //! [`StateDb`]: world state, history index and savepoint of one channel in
 //! one sled tree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -41,6 +42,18 @@ pub struct StateDb {
     /// Serializes commits, so the savepoint check and the batch that moves
     /// the savepoint cannot interleave with another commit.
     commit_lock: Mutex<()>,
+    /// The stamp of every namespace no commit of this instance has written.
+    opened: u64,
+    /// Per namespace, the stamp taken after the last commit that wrote it.
+    stamps: Mutex<HashMap<String, u64>>,
+}
+
+/// Source of [`StateDb::namespace_stamp`] values, shared by every instance
+/// in the process so that two instances never hand out the same stamp.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
+
+fn next_stamp() -> u64 {
+    NEXT_STAMP.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for StateDb {
@@ -169,7 +182,23 @@ impl StateDb {
             db,
             tree,
             commit_lock: Mutex::new(()),
+            opened: next_stamp(),
+            stamps: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A number that changes whenever a commit writes to namespace `ns`,
+    /// for caches of values derived from it (the peer keeps chaincode
+    /// definitions read from `_lifecycle` this way).
+    ///
+    /// Stamps are unique in the process: two `StateDb` instances, or one
+    /// namespace before and after a commit, never share one. A commit
+    /// applies its writes before it takes the new stamp, so whatever was
+    /// read after seeing a stamp is at least as new as that stamp; a value
+    /// cached together with the stamp read *before* reading the value is
+    /// thus current for as long as the stamp stays the same.
+    pub fn namespace_stamp(&self, ns: &str) -> u64 {
+        self.stamps.lock().get(ns).copied().unwrap_or(self.opened)
     }
 
     /// The committed value of `key` in namespace `ns`, with its version and
@@ -392,6 +421,18 @@ impl StateDb {
 
         out.insert(SAVEPOINT_KEY, &encode_savepoint(block));
         self.tree.apply_batch(out)?;
+        let written: BTreeSet<&str> = batch
+            .writes
+            .keys()
+            .chain(batch.metadata.keys())
+            .map(|(ns, _)| ns.as_str())
+            .collect();
+        if !written.is_empty() {
+            let mut stamps = self.stamps.lock();
+            for ns in written {
+                stamps.insert(ns.to_owned(), next_stamp());
+            }
+        }
         tracing::debug!(
             target: "ledger::state",
             block,
@@ -610,6 +651,32 @@ mod tests {
         b.put("cc", "k", KeyWrite::Put(b"v0".to_vec()), Height::new(1, 0));
         b.put_metadata("cc", "k", meta("A", b"old"), Height::new(1, 0));
         db.commit(&b, 1).unwrap();
+    }
+
+    #[test]
+    fn namespace_stamps_change_with_writes_to_that_namespace_only() {
+        let (_d, db) = open();
+        let (_d2, other) = open();
+        let cc0 = db.namespace_stamp("cc");
+        assert_eq!(db.namespace_stamp("cc"), cc0);
+        assert_eq!(db.namespace_stamp("other"), cc0);
+        assert_ne!(other.namespace_stamp("cc"), cc0, "instances share a stamp");
+        seed(&db);
+        let cc1 = db.namespace_stamp("cc");
+        assert_ne!(cc1, cc0);
+        assert_eq!(db.namespace_stamp("other"), cc0);
+        // A metadata-only write counts as a write of its namespace.
+        let mut b = UpdateBatch::default();
+        b.put_metadata("cc", "k", meta("A", b"x"), Height::new(2, 0));
+        db.commit(&b, 2).unwrap();
+        assert_ne!(db.namespace_stamp("cc"), cc1);
+        // A commit that writes nothing leaves every stamp alone.
+        let cc2 = db.namespace_stamp("cc");
+        db.commit(&UpdateBatch::default(), 3).unwrap();
+        assert_eq!(db.namespace_stamp("cc"), cc2);
+        // A failed commit too.
+        assert!(db.commit(&UpdateBatch::default(), 3).is_err());
+        assert_eq!(db.namespace_stamp("cc"), cc2);
     }
 
     #[test]

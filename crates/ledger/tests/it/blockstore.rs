@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use prost::Message;
 use twill_configtx::block::{block_header_hash, new_block};
-use twill_ledger::{BlockStore, BlockStoreOptions, LedgerError, TxLocation};
+use twill_ledger::{BlockStore, BlockStoreOptions, LedgerError, TxLocation, TxLookup};
 use twill_protos::common::{LastConfig, Metadata, OrdererBlockMetadata};
 
 use crate::support::{block_file_count, filled_store, tx_envelope, tx_id, Chain};
@@ -187,6 +187,45 @@ fn tx_index_lookups_validation_codes_and_duplicates() {
     assert_eq!(store.block_by_tx_id("c").unwrap(), Some(block1));
     assert_eq!(store.block_by_tx_id("b").unwrap(), Some(block0));
     assert_eq!(store.block_by_tx_id("d").unwrap(), None);
+}
+
+#[tokio::test]
+async fn waiting_for_a_transaction_ends_with_the_block_that_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlockStore::open(dir.path()).unwrap();
+    let mut chain = Chain::new();
+    store
+        .append(&chain.block(vec![tx_envelope("a", b"first".to_vec())]))
+        .unwrap();
+    let pending = |id: &str| match store.tx_location_or_wait(id).unwrap() {
+        TxLookup::Pending(wait) => wait,
+        TxLookup::Stored(loc) => panic!("{id} already stored at {loc:?}"),
+    };
+    // Already stored: answered at once.
+    match store.tx_location_or_wait("a").unwrap() {
+        TxLookup::Stored(loc) => assert_eq!(loc.block_number, 0),
+        TxLookup::Pending(_) => panic!("a is stored"),
+    }
+    let b = pending("b");
+    let b_again = pending("b");
+    let never = pending("never");
+    let mut block = chain.block(vec![
+        tx_envelope("c", b"other".to_vec()),
+        tx_envelope("b", b"second".to_vec()),
+        tx_envelope("b", b"repeated".to_vec()),
+    ]);
+    block.metadata.as_mut().unwrap().metadata[2] = vec![0, 0, 11];
+    store.append(&block).unwrap();
+    let expected = TxLocation {
+        block_number: 1,
+        tx_index: 1,
+        validation_code: 0,
+    };
+    assert_eq!(b.await, Some(expected));
+    assert_eq!(b_again.await, Some(expected));
+    // Closing the store ends the waits that are left.
+    drop(store);
+    assert_eq!(never.await, None);
 }
 
 #[test]

@@ -100,6 +100,20 @@ pub struct ChaincodeRuntime {
     processes: Mutex<HashMap<String, tokio::process::Child>>,
     /// Serializes starts of one package.
     starting: tokio::sync::Mutex<()>,
+    /// Committed definitions and approved packages by (channel, chaincode),
+    /// each with the `_lifecycle` stamp it was read at.
+    definitions: Mutex<HashMap<(String, String), Stamped>>,
+}
+
+/// A [`Runnable`] and the `_lifecycle` stamp it was read at.
+type Stamped = (u64, Arc<Runnable>);
+
+/// What running a chaincode needs from `_lifecycle`: its committed
+/// definition and the package this org approved for it.
+#[derive(Debug)]
+struct Runnable {
+    definition: lifecycle::Definition,
+    package_id: String,
 }
 
 impl std::fmt::Debug for ChaincodeRuntime {
@@ -129,6 +143,7 @@ impl ChaincodeRuntime {
             launch,
             processes: Mutex::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
+            definitions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -150,8 +165,8 @@ impl ChaincodeRuntime {
             )));
         };
         let name = request.chaincode.to_owned();
-        // A few point reads of `_lifecycle`: done on the async worker.
-        let (definition, package_id) = lookup(&state, &self.local_mspid, &name, channel.id())?;
+        let runnable = self.runnable(&state, &name, channel.id())?;
+        let (definition, package_id) = (&runnable.definition, &runnable.package_id);
         let simulator = Arc::new(Mutex::new(TxSimulator::new(
             state.clone(),
             channel.id(),
@@ -173,7 +188,7 @@ impl ChaincodeRuntime {
             proposal: request.signed.clone(),
         };
         let done = self
-            .execute_in(&package_id, &name, request.input, &call)
+            .execute_in(package_id, &name, request.input, &call)
             .await
             .map_err(|e| scc::error(format!("error in simulation: {e}")))?;
         if done.response.status >= 400 {
@@ -203,7 +218,7 @@ impl ChaincodeRuntime {
             events,
             chaincode_id: ChaincodeId {
                 name,
-                version: definition.endorsement.version,
+                version: definition.endorsement.version.clone(),
                 ..Default::default()
             },
         })
@@ -251,9 +266,12 @@ impl ChaincodeRuntime {
         callee: &str,
         input: ChaincodeInput,
     ) -> Result<Response, String> {
-        let (_, package_id) = lookup(&call.state, &self.local_mspid, callee, call.channel.id())
+        let runnable = self
+            .runnable(&call.state, callee, call.channel.id())
             .map_err(|r| r.message)?;
-        let done = self.execute_in(&package_id, callee, input, call).await?;
+        let done = self
+            .execute_in(&runnable.package_id, callee, input, call)
+            .await?;
         Ok(done.response)
     }
 
@@ -497,6 +515,39 @@ pub(crate) struct NestedCall {
     pub(crate) simulator: Arc<Mutex<TxSimulator>>,
     pub(crate) tx_id: String,
     pub(crate) proposal: SignedProposal,
+}
+
+impl ChaincodeRuntime {
+    /// The committed definition of `name` on `channel_id` and the package
+    /// this org approved for it. Read from `_lifecycle` once and then kept
+    /// until a commit writes to `_lifecycle` again (a handful of state
+    /// reads and decodes per proposal otherwise). Failures are not kept.
+    fn runnable(
+        &self,
+        state: &Arc<StateDb>,
+        name: &str,
+        channel_id: &str,
+    ) -> Result<Arc<Runnable>, Response> {
+        // The stamp is read before the state, so an entry is never newer
+        // than its stamp claims.
+        let stamp = state.namespace_stamp(LIFECYCLE_NAMESPACE);
+        let key = (channel_id.to_owned(), name.to_owned());
+        if let Some((at, runnable)) = self.definitions.lock().get(&key) {
+            if *at == stamp {
+                return Ok(runnable.clone());
+            }
+        }
+        // A few point reads of `_lifecycle`: done on the async worker.
+        let (definition, package_id) = lookup(state, &self.local_mspid, name, channel_id)?;
+        let runnable = Arc::new(Runnable {
+            definition,
+            package_id,
+        });
+        self.definitions
+            .lock()
+            .insert(key, (stamp, runnable.clone()));
+        Ok(runnable)
+    }
 }
 
 /// The committed definition of `name` and the package this org approved

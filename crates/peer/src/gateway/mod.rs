@@ -36,6 +36,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 use tonic::{Code, Request, Response, Status};
 use twill_configtx::channel::ChannelConfig;
+use twill_ledger::{TxLocation, TxLookup};
 use twill_msp::Identity;
 use twill_protos::common::{Envelope, Status as FabricStatus};
 use twill_protos::gateway::gateway_server::{Gateway, GatewayServer};
@@ -149,11 +150,10 @@ impl<S: EndorserSupport> GatewayService<S> {
         &self,
         tx_id: &str,
         channel_id: &str,
-        signed: Option<&SignedProposal>,
+        signed: Option<SignedProposal>,
     ) -> Result<(SignedProposal, UnpackedProposal, Arc<Channel>), Status> {
-        let signed = signed
-            .cloned()
-            .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
+        let signed =
+            signed.ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
         let up = unpack(&signed).map_err(Status::invalid_argument)?;
         let ch = &up.channel_header;
         if !tx_id.is_empty() && tx_id != ch.tx_id {
@@ -189,10 +189,14 @@ impl<S: EndorserSupport> GatewayService<S> {
     /// detail; a chaincode failure is a [`Failure::Chaincode`].
     async fn endorse_local(
         &self,
-        signed: &SignedProposal,
+        proposal: Proposed<'_>,
         remote: &str,
     ) -> Result<Result<ProposalResponse, Failure>, Status> {
-        match self.endorser.process(signed, remote).await {
+        match self
+            .endorser
+            .process_unpacked(proposal.signed, proposal.unpacked, remote)
+            .await
+        {
             Ok(response) => Ok(endorse::check_response(
                 response,
                 &self.config.local_address,
@@ -214,17 +218,20 @@ impl<S: EndorserSupport> GatewayService<S> {
         msp_id: &str,
         channel_id: &str,
         cfg: &ChannelConfig,
-        signed: &SignedProposal,
+        proposal: Proposed<'_>,
         remote: &str,
     ) -> Result<Result<ProposalResponse, Failure>, Status> {
         match target {
-            Target::Local => self.endorse_local(signed, remote).await,
-            Target::Remote(address) => {
-                Ok(
-                    endorse::endorse_remote(&self.conns, channel_id, cfg, address, msp_id, signed)
-                        .await,
-                )
-            }
+            Target::Local => self.endorse_local(proposal, remote).await,
+            Target::Remote(address) => Ok(endorse::endorse_remote(
+                &self.conns,
+                channel_id,
+                cfg,
+                address,
+                msp_id,
+                proposal.signed,
+            )
+            .await),
         }
     }
 
@@ -236,7 +243,7 @@ impl<S: EndorserSupport> GatewayService<S> {
         org: &OrgPeers,
         channel_id: &str,
         cfg: &ChannelConfig,
-        signed: &SignedProposal,
+        proposal: Proposed<'_>,
         remote: &str,
     ) -> Result<ProposalResponse, Result<Vec<ErrorDetail>, Status>> {
         let mut details = Vec::new();
@@ -252,7 +259,7 @@ impl<S: EndorserSupport> GatewayService<S> {
         }
         for target in &org.targets {
             let outcome = self
-                .ask(target, &org.msp_id, channel_id, cfg, signed, remote)
+                .ask(target, &org.msp_id, channel_id, cfg, proposal, remote)
                 .await
                 .map_err(Err)?;
             match outcome {
@@ -301,7 +308,7 @@ impl<S: EndorserSupport> GatewayService<S> {
         let (signed, up, channel) = self.proposal(
             &request.transaction_id,
             &request.channel_id,
-            request.proposed_transaction.as_ref(),
+            request.proposed_transaction,
         )?;
         let (cid, cfg, mut orgs) = self.orgs_of(&up, &channel);
         let requested = !request.endorsing_organizations.is_empty();
@@ -325,7 +332,11 @@ impl<S: EndorserSupport> GatewayService<S> {
         let mut responses: Vec<ProposalResponse> = Vec::new();
         let mut missing: Vec<ErrorDetail> = Vec::new();
         for org in &orgs {
-            match self.endorse_org(org, &cid, &cfg, &signed, remote).await {
+            let proposal = Proposed {
+                signed: &signed,
+                unpacked: &up,
+            };
+            match self.endorse_org(org, &cid, &cfg, proposal, remote).await {
                 Ok(response) => responses.push(response),
                 Err(Err(status)) => return Err(status),
                 Err(Ok(details)) => missing.extend(details),
@@ -375,7 +386,7 @@ impl<S: EndorserSupport> GatewayService<S> {
         let (signed, up, channel) = self.proposal(
             &request.transaction_id,
             &request.channel_id,
-            request.proposed_transaction.as_ref(),
+            request.proposed_transaction,
         )?;
         let (cid, cfg, mut orgs) = self.orgs_of(&up, &channel);
         if !request.target_organizations.is_empty() {
@@ -392,8 +403,12 @@ impl<S: EndorserSupport> GatewayService<S> {
         let mut details = Vec::new();
         for org in &orgs {
             for target in &org.targets {
+                let proposal = Proposed {
+                    signed: &signed,
+                    unpacked: &up,
+                };
                 let outcome = self
-                    .ask(target, &org.msp_id, &cid, &cfg, &signed, remote)
+                    .ask(target, &org.msp_id, &cid, &cfg, proposal, remote)
                     .await?;
                 match outcome {
                     Ok(response) => {
@@ -586,7 +601,20 @@ impl<S: EndorserSupport> GatewayService<S> {
             &signed.signature,
         )?;
         let store = channel.store().clone();
-        let mut heights = store.subscribe();
+        let wait = match store
+            .tx_location_or_wait(&request.transaction_id)
+            .map_err(|e| {
+                Status::aborted(format!(
+                    "looking up transaction {}: {e}",
+                    request.transaction_id
+                ))
+            })? {
+            TxLookup::Stored(location) => return Ok(commit_status_of(location)),
+            TxLookup::Pending(wait) => wait,
+        };
+        // The channel's store is not needed to wait: drop the reference so a
+        // closing channel is not held open by waiting calls.
+        drop(store);
         let mut shutdown = self.shutdown.clone();
         // Answer DEADLINE_EXCEEDED just before the client's deadline, rather
         // than let the server's timeout cancel the call.
@@ -596,36 +624,39 @@ impl<S: EndorserSupport> GatewayService<S> {
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(expiry);
-        loop {
-            let location = store.tx_location(&request.transaction_id).map_err(|e| {
-                Status::aborted(format!(
-                    "looking up transaction {}: {e}",
-                    request.transaction_id
-                ))
-            })?;
-            if let Some(l) = location {
-                return Ok(CommitStatusResponse {
-                    result: i32::from(l.validation_code),
-                    block_number: l.block_number,
-                });
+        tokio::select! {
+            stored = wait => match stored {
+                Some(location) => Ok(commit_status_of(location)),
+                None => Err(Status::unavailable("the channel's ledger was closed")),
+            },
+            _ = async { shutdown.wait_for(|s| *s).await.map(drop) } => {
+                Err(Status::unavailable("the peer is shutting down"))
             }
-            tokio::select! {
-                changed = heights.changed() => if changed.is_err() {
-                    return Err(Status::unavailable("the channel's ledger was closed"));
-                },
-                _ = async { shutdown.wait_for(|s| *s).await.map(drop) } => {
-                    return Err(Status::unavailable("the peer is shutting down"));
-                }
-                () = &mut expiry => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "transaction {} was not committed before the call's deadline",
-                        request.transaction_id
-                    )));
-                }
+            () = expiry => {
+                Err(Status::deadline_exceeded(format!(
+                    "transaction {} was not committed before the call's deadline",
+                    request.transaction_id
+                )))
             }
         }
     }
+}
+
+/// The answer for a transaction stored at `location`.
+fn commit_status_of(location: TxLocation) -> CommitStatusResponse {
+    CommitStatusResponse {
+        result: i32::from(location.validation_code),
+        block_number: location.block_number,
+    }
+}
+
+/// A proposal as the gateway passes it to an endorser: the signed bytes
+/// for a remote peer, and the decoded form this peer's own endorser can
+/// use without decoding it again.
+#[derive(Clone, Copy)]
+struct Proposed<'a> {
+    signed: &'a SignedProposal,
+    unpacked: &'a UnpackedProposal,
 }
 
 /// How long before the client's deadline a waiting call gives up.
