@@ -331,6 +331,9 @@ impl<S: EndorserSupport> GatewayService<S> {
         };
         let mut responses: Vec<ProposalResponse> = Vec::new();
         let mut missing: Vec<ErrorDetail> = Vec::new();
+        // Whether the policy held after the last endorsement (checked once
+        // per org, not again after the loop).
+        let mut done = false;
         for org in &orgs {
             let proposal = Proposed {
                 signed: &signed,
@@ -341,7 +344,7 @@ impl<S: EndorserSupport> GatewayService<S> {
                 Err(Err(status)) => return Err(status),
                 Err(Ok(details)) => missing.extend(details),
             }
-            let done = match &policy {
+            done = match &policy {
                 _ if requested => false,
                 None => !responses.is_empty(),
                 Some(p) => endorse::satisfied(&cfg, p.as_ref(), &responses),
@@ -350,14 +353,7 @@ impl<S: EndorserSupport> GatewayService<S> {
                 break;
             }
         }
-        let enough = if requested {
-            missing.is_empty()
-        } else {
-            match &policy {
-                None => !responses.is_empty(),
-                Some(p) => endorse::satisfied(&cfg, p.as_ref(), &responses),
-            }
-        };
+        let enough = if requested { missing.is_empty() } else { done };
         if !enough {
             tracing::info!(target: LOG, channel = %cid, chaincode = %up.chaincode_name, tx_id = %up.channel_header.tx_id, endorsements = responses.len(), "not enough endorsements");
             return Err(with_details(
