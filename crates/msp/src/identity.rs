@@ -26,6 +26,8 @@ struct Inner {
     mspid: String,
     pem: Vec<u8>,
     der: Vec<u8>,
+    /// SHA-256 of `der`: the key of the MSP's certificate check cache.
+    der_digest: [u8; 32],
     public_key: VerifyingKey,
     ous: Vec<String>,
     common_name: String,
@@ -73,6 +75,7 @@ impl Identity {
             not_before: cert.validity().not_before.to_datetime(),
             not_after: cert.validity().not_after.to_datetime(),
             pem,
+            der_digest: twill_crypto::sha256(&der),
             der,
             public_key,
             ous,
@@ -96,6 +99,11 @@ impl Identity {
     /// The certificate as DER.
     pub fn cert_der(&self) -> &[u8] {
         &self.inner.der
+    }
+
+    /// SHA-256 of the certificate's DER, computed once when parsed.
+    pub fn cert_digest(&self) -> &[u8; 32] {
+        &self.inner.der_digest
     }
 
     /// The certificate's public key.

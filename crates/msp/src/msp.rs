@@ -378,7 +378,7 @@ impl Msp {
     /// issuance-time or revocation checks of [`Msp::validate_ignoring_time`].
     pub fn certifiers_identifier(&self, id: &Identity) -> Result<[u8; 32]> {
         self.check_mspid(id.mspid())?;
-        Ok(self.chain_check(id.cert_der())?.certifiers_id)
+        Ok(self.identity_check(id)?.certifiers_id)
     }
 
     /// `Ok(())` if the identity satisfies `p` in this MSP.
@@ -425,7 +425,7 @@ impl Msp {
         now: SystemTime,
     ) -> Result<()> {
         self.satisfies(id, p, 0)?;
-        self.chain_check(id.cert_der())
+        self.identity_check(id)
             .and_then(|check| check_windows(&check.windows, unix_seconds(now)))
             .map_err(|e| MspError::PrincipalNotSatisfied {
                 mspid: id.mspid().to_owned(),
@@ -511,7 +511,7 @@ impl Msp {
                     return Err(no(Unsatisfied::MissingOu { ou: wanted }));
                 }
                 let check = self
-                    .chain_check(id.cert_der())
+                    .identity_check(id)
                     .map_err(|e| no(Unsatisfied::InvalidIdentity(Box::new(e))))?;
                 if ou.certifiers_identifier != check.certifiers_id {
                     return Err(no(Unsatisfied::CertifiersMismatch { ou: wanted }));
@@ -596,19 +596,27 @@ impl Msp {
     /// The MSP id, then the cached time-independent checks including the OU rules.
     fn valid_check(&self, id: &Identity) -> CachedCheck {
         self.check_mspid(id.mspid())?;
-        self.check_ignoring_time(id.cert_der())
-    }
-
-    /// The cached time-independent checks of a certificate, OU rules included.
-    fn check_ignoring_time(&self, der: &[u8]) -> CachedCheck {
-        let check = self.chain_check(der)?;
+        let check = self.identity_check(id)?;
         check.ous.clone()?;
         Ok(check)
     }
 
-    /// The cached time-independent check of a certificate, computing it on a miss.
-    fn chain_check(&self, der: &[u8]) -> CachedCheck {
-        let key = twill_crypto::sha256(der);
+    /// The cached time-independent checks of a certificate, OU rules included.
+    fn check_ignoring_time(&self, der: &[u8]) -> CachedCheck {
+        let check = self.chain_check(der, twill_crypto::sha256(der))?;
+        check.ous.clone()?;
+        Ok(check)
+    }
+
+    /// [`chain_check`](Self::chain_check) of an identity's certificate, by
+    /// the digest it was parsed with.
+    fn identity_check(&self, id: &Identity) -> CachedCheck {
+        self.chain_check(id.cert_der(), *id.cert_digest())
+    }
+
+    /// The cached time-independent check of a certificate (`key` is its
+    /// SHA-256), computing it on a miss.
+    fn chain_check(&self, der: &[u8], key: [u8; 32]) -> CachedCheck {
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(hit) = cache.get(&key) {
