@@ -187,6 +187,14 @@ describe('Fabric Gateway client (fabric-gateway 1.11) against Org1 peer', { time
   it('the prepared transaction carries endorsements of both orgs (MAJORITY Endorsement) and the chaincode event', { timeout: TEST_TIMEOUT }, async () => {
     const id = uniqueId('gw-endorse');
     await contract.submitTransaction('CreateAsset', id, 'red', '3', 'Max', '30');
+    // The commit status came from Org1's peer; TransferAsset is endorsed by
+    // Org2's peer as well, which commits the same block on its own time.
+    const org2 = connectGateway(2);
+    try {
+      await eventually(() => org2.network.getContract(RUST_CC).evaluateTransaction('ReadAsset', id));
+    } finally {
+      org2.close();
+    }
     const proposal = contract.newProposal('TransferAsset', { arguments: [id, 'Zoe'] });
     const transaction = await proposal.endorse();
     const { payload, channelHeader } = envelopeHeaders(preparedEnvelope(transaction.getBytes()), 'prepared');

@@ -46,6 +46,8 @@ pub struct StateDb {
     opened: u64,
     /// Per namespace, the stamp taken after the last commit that wrote it.
     stamps: Mutex<HashMap<String, u64>>,
+    /// The savepoint, published after every commit.
+    savepoint_tx: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 /// Source of [`StateDb::namespace_stamp`] values, shared by every instance
@@ -178,13 +180,25 @@ impl StateDb {
                 })
             }
         }
+        let savepoint = match tree.get(SAVEPOINT_KEY)? {
+            Some(raw) => Some(decode_savepoint(&raw)?),
+            None => None,
+        };
         Ok(StateDb {
             db,
             tree,
             commit_lock: Mutex::new(()),
             opened: next_stamp(),
             stamps: Mutex::new(HashMap::new()),
+            savepoint_tx: tokio::sync::watch::channel(savepoint).0,
         })
+    }
+
+    /// A receiver of the [`savepoint`](Self::savepoint), updated after every
+    /// commit: for callers that must not answer before a block's effects
+    /// are readable (the peer's Gateway `CommitStatus`).
+    pub fn subscribe_savepoint(&self) -> tokio::sync::watch::Receiver<Option<u64>> {
+        self.savepoint_tx.subscribe()
     }
 
     /// A number that changes whenever a commit writes to namespace `ns`,
@@ -433,6 +447,7 @@ impl StateDb {
                 stamps.insert(ns.to_owned(), next_stamp());
             }
         }
+        self.savepoint_tx.send_replace(Some(block));
         tracing::debug!(
             target: "ledger::state",
             block,
@@ -677,6 +692,22 @@ mod tests {
         // A failed commit too.
         assert!(db.commit(&UpdateBatch::default(), 3).is_err());
         assert_eq!(db.namespace_stamp("cc"), cc2);
+    }
+
+    #[test]
+    fn the_savepoint_is_published_after_each_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let seen = db.subscribe_savepoint();
+        assert_eq!(*seen.borrow(), None);
+        seed(&db);
+        assert_eq!(*seen.borrow(), Some(1));
+        db.commit(&UpdateBatch::default(), 2).unwrap();
+        assert_eq!(*seen.borrow(), Some(2));
+        drop(db);
+        // Reopened, it starts from the stored savepoint.
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(*db.subscribe_savepoint().borrow(), Some(2));
     }
 
     #[test]

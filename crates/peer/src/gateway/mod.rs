@@ -597,20 +597,24 @@ impl<S: EndorserSupport> GatewayService<S> {
             &signed.signature,
         )?;
         let store = channel.store().clone();
-        let wait = match store
+        let lookup = store
             .tx_location_or_wait(&request.transaction_id)
             .map_err(|e| {
                 Status::aborted(format!(
                     "looking up transaction {}: {e}",
                     request.transaction_id
                 ))
-            })? {
-            TxLookup::Stored(location) => return Ok(commit_status_of(location)),
-            TxLookup::Pending(wait) => wait,
-        };
-        // The channel's store is not needed to wait: drop the reference so a
-        // closing channel is not held open by waiting calls.
-        drop(store);
+            })?;
+        // The channel's store is not needed to wait: drop the references
+        // so a closing channel is not held open by waiting calls.
+        drop((store, channel));
+        // As Fabric's gateway does, answer only once the block's writes are
+        // readable on this peer: the committer appends a block before its
+        // state commit has finished.
+        let savepoint = self
+            .support
+            .state(&request.channel_id)
+            .map(|state| state.subscribe_savepoint());
         let mut shutdown = self.shutdown.clone();
         // Answer DEADLINE_EXCEEDED just before the client's deadline, rather
         // than let the server's timeout cancel the call.
@@ -620,11 +624,24 @@ impl<S: EndorserSupport> GatewayService<S> {
                 None => std::future::pending().await,
             }
         };
+        let answer = async {
+            let location = match lookup {
+                TxLookup::Stored(location) => location,
+                TxLookup::Pending(wait) => wait
+                    .await
+                    .ok_or_else(|| Status::unavailable("the channel's ledger was closed"))?,
+            };
+            if let Some(mut savepoint) = savepoint {
+                let block = location.block_number;
+                savepoint
+                    .wait_for(|s| s.is_some_and(|s| s >= block))
+                    .await
+                    .map_err(|_| Status::unavailable("the channel's ledger was closed"))?;
+            }
+            Ok(commit_status_of(location))
+        };
         tokio::select! {
-            stored = wait => match stored {
-                Some(location) => Ok(commit_status_of(location)),
-                None => Err(Status::unavailable("the channel's ledger was closed")),
-            },
+            answer = answer => answer,
             _ = async { shutdown.wait_for(|s| *s).await.map(drop) } => {
                 Err(Status::unavailable("the peer is shutting down"))
             }
