@@ -53,6 +53,13 @@ impl UpNetwork {
     fn org1(&self, rel: &str) -> PathBuf {
         self.dir.path.join(ORG1).join(rel)
     }
+
+    fn org2(&self, rel: &str) -> PathBuf {
+        self.dir
+            .path
+            .join("organizations/peerOrganizations/org2.example.com")
+            .join(rel)
+    }
 }
 
 impl Drop for UpNetwork {
@@ -234,6 +241,29 @@ fn gateway_endorses_across_orgs_submits_reports_status_and_streams_events() {
         assert_eq!(status.result, 0, "VALID");
         let block = status.block_number;
         assert!(block > 0);
+
+        // Org2's peer, which must endorse the next transaction too, commits
+        // the same block on its own time: its Gateway's commit status waits
+        // for it (Org1's User1 reads the channel as well).
+        let peer2 = net.node("peer0.org2")["address"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let tls2 = ClientTls::new(vec![std::fs::read(
+            net.org2("tlsca/tlsca.org2.example.com-cert.pem"),
+        )
+        .unwrap()]);
+        let mut gw2 = GatewayClient::new(twill_comm::connect(&peer2, Some(&tls2)).await.unwrap());
+        let status2 = gw2
+            .commit_status(signed_status_request(&user, &tx_id, CHANNEL))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (status2.result, status2.block_number),
+            (0, block),
+            "Org2's peer"
+        );
 
         // A second transaction in a later block, then the events from the
         // first block: CreateAsset then TransferAsset, in order.
