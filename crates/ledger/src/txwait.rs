@@ -79,13 +79,6 @@ pub struct TxWait {
     rx: oneshot::Receiver<TxLocation>,
 }
 
-impl TxWait {
-    /// The transaction id waited for.
-    pub fn tx_id(&self) -> &str {
-        &self.tx_id
-    }
-}
-
 impl Future for TxWait {
     type Output = Option<TxLocation>;
 

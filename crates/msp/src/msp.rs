@@ -261,7 +261,7 @@ impl Msp {
                     });
                 }
             } else {
-                msp.check_ignoring_time(der)
+                msp.check_ignoring_time(der, twill_crypto::sha256(der))
                     .map_err(|e| MspError::InvalidAdmin {
                         index,
                         source: Box::new(e),
@@ -596,14 +596,13 @@ impl Msp {
     /// The MSP id, then the cached time-independent checks including the OU rules.
     fn valid_check(&self, id: &Identity) -> CachedCheck {
         self.check_mspid(id.mspid())?;
-        let check = self.identity_check(id)?;
-        check.ous.clone()?;
-        Ok(check)
+        self.check_ignoring_time(id.cert_der(), *id.cert_digest())
     }
 
-    /// The cached time-independent checks of a certificate, OU rules included.
-    fn check_ignoring_time(&self, der: &[u8]) -> CachedCheck {
-        let check = self.chain_check(der, twill_crypto::sha256(der))?;
+    /// The cached time-independent checks of a certificate (`key` is its
+    /// SHA-256), OU rules included.
+    fn check_ignoring_time(&self, der: &[u8], key: [u8; 32]) -> CachedCheck {
+        let check = self.chain_check(der, key)?;
         check.ous.clone()?;
         Ok(check)
     }

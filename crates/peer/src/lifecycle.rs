@@ -26,10 +26,12 @@
 //! Fabric keeps it in the org's implicit private data collection. Other
 //! orgs can therefore read which package an org approved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use prost::Message as _;
 use twill_configtx::channel::ChannelConfig;
+use twill_ledger::state::StateDb;
 use twill_lifecycle::PackageStore;
 use twill_protos::lifecycle::{
     chaincode_source, query_installed_chaincodes_result, state_data,
@@ -81,6 +83,54 @@ pub trait LifecycleState {
     /// Names of the chaincodes with a committed definition (the keys under
     /// `namespaces/metadata/`), sorted.
     fn definition_names(&mut self) -> Result<Vec<String>, String>;
+}
+
+/// Values read or derived from a channel's committed `_lifecycle` state
+/// (chaincode definitions, endorsement plans), each kept until a commit
+/// writes to `_lifecycle` again: an entry carries the state's
+/// [`namespace_stamp`](StateDb::namespace_stamp) read before the value was
+/// made, and a different stamp is a miss. Errors are not kept; past
+/// [`LifecycleCache::LIMIT`] entries (keys can come from requests) the
+/// cache starts over.
+pub(crate) struct LifecycleCache<K, V> {
+    map: parking_lot::Mutex<HashMap<K, (u64, V)>>,
+}
+
+impl<K: Hash + Eq, V: Clone> LifecycleCache<K, V> {
+    /// Entries kept at most.
+    pub(crate) const LIMIT: usize = 1024;
+
+    /// The value for `key` in `state`, made by `make` on a miss.
+    pub(crate) fn get_or_try<E>(
+        &self,
+        state: &StateDb,
+        key: K,
+        make: impl FnOnce() -> Result<V, E>,
+    ) -> Result<V, E> {
+        // The stamp is read before the state, so an entry is never newer
+        // than its stamp claims.
+        let stamp = state.namespace_stamp(LIFECYCLE_NAMESPACE);
+        if let Some((at, value)) = self.map.lock().get(&key) {
+            if *at == stamp {
+                return Ok(value.clone());
+            }
+        }
+        let value = make()?;
+        let mut map = self.map.lock();
+        if map.len() >= Self::LIMIT {
+            map.clear();
+        }
+        map.insert(key, (stamp, value.clone()));
+        Ok(value)
+    }
+}
+
+impl<K, V> Default for LifecycleCache<K, V> {
+    fn default() -> Self {
+        LifecycleCache {
+            map: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// A committed chaincode definition, as the `_lifecycle` keys hold it.
@@ -639,6 +689,37 @@ mod tests {
 
     use super::*;
     use crate::validation::testkit::TestNetwork;
+
+    #[test]
+    fn lifecycle_cache_keeps_values_until_lifecycle_is_written() {
+        use twill_ledger::state::{Height, KeyWrite, UpdateBatch};
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDb::open(dir.path()).unwrap();
+        let cache: LifecycleCache<&str, u32> = LifecycleCache::default();
+        let mut made = 0;
+        let get = |made: &mut u32| {
+            cache
+                .get_or_try(&state, "basic", || -> Result<u32, ()> {
+                    *made += 1;
+                    Ok(*made)
+                })
+                .unwrap()
+        };
+        assert_eq!(get(&mut made), 1);
+        assert_eq!(get(&mut made), 1, "a hit does not make the value again");
+        let commit = |ns: &str, block: u64| {
+            let mut b = UpdateBatch::default();
+            b.put(ns, "k", KeyWrite::Put(b"v".to_vec()), Height::new(block, 0));
+            state.commit(&b, block).unwrap();
+        };
+        commit("basic", 1);
+        assert_eq!(get(&mut made), 1, "another namespace's write keeps it");
+        commit(LIFECYCLE_NAMESPACE, 2);
+        assert_eq!(get(&mut made), 2, "a _lifecycle write makes it again");
+        // Failures are not kept.
+        assert!(cache.get_or_try(&state, "other", || Err(())).is_err());
+        assert_eq!(cache.get_or_try(&state, "other", || Ok::<_, ()>(7)), Ok(7));
+    }
 
     /// `_lifecycle` state in memory; writes go straight in (as if each call
     /// were committed at once).

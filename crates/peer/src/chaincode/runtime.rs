@@ -100,13 +100,9 @@ pub struct ChaincodeRuntime {
     processes: Mutex<HashMap<String, tokio::process::Child>>,
     /// Serializes starts of one package.
     starting: tokio::sync::Mutex<()>,
-    /// Committed definitions and approved packages by (channel, chaincode),
-    /// each with the `_lifecycle` stamp it was read at.
-    definitions: Mutex<HashMap<(String, String), Stamped>>,
+    /// Committed definitions and approved packages by (channel, chaincode).
+    definitions: lifecycle::LifecycleCache<(String, String), Arc<Runnable>>,
 }
-
-/// A [`Runnable`] and the `_lifecycle` stamp it was read at.
-type Stamped = (u64, Arc<Runnable>);
 
 /// What running a chaincode needs from `_lifecycle`: its committed
 /// definition and the package this org approved for it.
@@ -143,7 +139,7 @@ impl ChaincodeRuntime {
             launch,
             processes: Mutex::new(HashMap::new()),
             starting: tokio::sync::Mutex::new(()),
-            definitions: Mutex::new(HashMap::new()),
+            definitions: Default::default(),
         })
     }
 
@@ -519,34 +515,23 @@ pub(crate) struct NestedCall {
 
 impl ChaincodeRuntime {
     /// The committed definition of `name` on `channel_id` and the package
-    /// this org approved for it. Read from `_lifecycle` once and then kept
-    /// until a commit writes to `_lifecycle` again (a handful of state
-    /// reads and decodes per proposal otherwise). Failures are not kept.
+    /// this org approved for it, read from `_lifecycle` once per change of
+    /// `_lifecycle` (a handful of state reads and decodes otherwise).
     fn runnable(
         &self,
         state: &Arc<StateDb>,
         name: &str,
         channel_id: &str,
     ) -> Result<Arc<Runnable>, Response> {
-        // The stamp is read before the state, so an entry is never newer
-        // than its stamp claims.
-        let stamp = state.namespace_stamp(LIFECYCLE_NAMESPACE);
         let key = (channel_id.to_owned(), name.to_owned());
-        if let Some((at, runnable)) = self.definitions.lock().get(&key) {
-            if *at == stamp {
-                return Ok(runnable.clone());
-            }
-        }
-        // A few point reads of `_lifecycle`: done on the async worker.
-        let (definition, package_id) = lookup(state, &self.local_mspid, name, channel_id)?;
-        let runnable = Arc::new(Runnable {
-            definition,
-            package_id,
-        });
-        self.definitions
-            .lock()
-            .insert(key, (stamp, runnable.clone()));
-        Ok(runnable)
+        self.definitions.get_or_try(state, key, || {
+            // A few point reads of `_lifecycle`: done on the async worker.
+            let (definition, package_id) = lookup(state, &self.local_mspid, name, channel_id)?;
+            Ok(Arc::new(Runnable {
+                definition,
+                package_id,
+            }))
+        })
     }
 }
 

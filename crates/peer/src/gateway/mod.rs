@@ -51,6 +51,7 @@ use crate::channel::Channel;
 use crate::deliver::APPLICATION_READERS;
 use crate::deliverclient::{orderer_endpoints, OrdererConnection};
 use crate::endorser::{unpack, EndorserService, EndorserSupport, UnpackedProposal};
+use crate::lifecycle::LifecycleCache;
 use conn::{Connections, Kind};
 use endorse::{Failure, OrgPeers, PlanPolicy, Target};
 use error::{detail, with_details};
@@ -87,6 +88,8 @@ pub struct GatewayService<S> {
     broadcaster: broadcast::Broadcaster,
     next_orderer: AtomicUsize,
     shutdown: watch::Receiver<bool>,
+    /// Endorsement plans' policies by (channel, config sequence, chaincode).
+    plans: LifecycleCache<(String, u64, String), PlanPolicy>,
 }
 
 impl<S> std::fmt::Debug for GatewayService<S> {
@@ -115,6 +118,7 @@ impl<S: EndorserSupport> GatewayService<S> {
             broadcaster: broadcast::Broadcaster::default(),
             next_orderer: AtomicUsize::new(0),
             shutdown,
+            plans: LifecycleCache::default(),
         }
     }
 
@@ -288,16 +292,32 @@ impl<S: EndorserSupport> GatewayService<S> {
             _ => {}
         }
         let state = self.support.state(channel.id())?;
-        let raw = state
-            .get(LIFECYCLE_NAMESPACE, &field_key(chaincode, "ValidationInfo"))
-            .ok()??;
-        let data = twill_protos::lifecycle::StateData::decode(raw.value.as_slice()).ok()?;
-        let Some(twill_protos::lifecycle::state_data::Type::Bytes(bytes)) = data.r#type else {
-            return None;
+        // Compiled against this config's MSPs and policies.
+        let key = (
+            channel.id().to_owned(),
+            cfg.config.sequence,
+            chaincode.to_owned(),
+        );
+        // A failed state read is not kept: only what the state says is.
+        let read = || -> Result<PlanPolicy, ()> {
+            let Some(raw) = state
+                .get(LIFECYCLE_NAMESPACE, &field_key(chaincode, "ValidationInfo"))
+                .map_err(drop)?
+            else {
+                return Ok(None);
+            };
+            let info = twill_protos::lifecycle::StateData::decode(raw.value.as_slice())
+                .ok()
+                .and_then(|data| match data.r#type {
+                    Some(twill_protos::lifecycle::state_data::Type::Bytes(bytes)) => {
+                        twill_protos::lifecycle::ChaincodeValidationInfo::decode(bytes.as_slice())
+                            .ok()
+                    }
+                    _ => None,
+                });
+            Ok(info.map(|info| application_policy(cfg, &info.validation_parameter)))
         };
-        let info =
-            twill_protos::lifecycle::ChaincodeValidationInfo::decode(bytes.as_slice()).ok()?;
-        Some(application_policy(cfg, &info.validation_parameter))
+        self.plans.get_or_try(&state, key, read).ok().flatten()
     }
 
     async fn do_endorse(
