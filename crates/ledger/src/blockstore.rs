@@ -20,6 +20,7 @@ use crate::error::{CorruptIssue, IndexIssue, LastConfigIssue, LedgerError, Resul
 use crate::format::{self, RecordHeader, RECORD_HEADER_LEN};
 use crate::index::{self, BlockLoc, Checkpoint};
 use crate::records::{self, Scanned};
+use crate::txfilter::{self, TxIdFilter};
 use crate::txwait::{TxWait, TxWaiters};
 
 /// Default size at which appends roll over to a new block file: 64 MiB.
@@ -138,6 +139,11 @@ pub struct BlockStore {
     /// Callers of [`tx_location_or_wait`](Self::tx_location_or_wait) whose
     /// transaction is not stored yet.
     tx_waiters: Arc<TxWaiters>,
+    /// Stored tx ids, to answer "not stored" without an index read (only
+    /// with [`BlockStoreOptions::index_transactions`]).
+    tx_filter: Option<Arc<TxIdFilter>>,
+    /// The thread adding the ids stored before open to `tx_filter`.
+    filter_scan: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held (locked) for the store's lifetime; declared last so it is
     /// released only after the index has been dropped.
     _lock: File,
@@ -305,13 +311,16 @@ fn stored_txs(number: u64, txs: &[TxEntry]) -> impl Iterator<Item = (&str, TxLoc
 }
 
 /// Writes a block's index entries and the new checkpoint in one atomic
-/// batch. Tx ids already indexed keep their first location.
+/// batch. Tx ids already indexed keep their first location; `known_new`
+/// (when given, one flag per tx) marks ids known not to be indexed yet,
+/// which skip that check.
 fn index_block(
     db: &sled::Db,
     number: u64,
     header_hash: [u8; 32],
     loc: BlockLoc,
     txs: &[TxEntry],
+    known_new: Option<&[bool]>,
 ) -> Result<()> {
     let mut batch = sled::Batch::default();
     batch.insert(&index::block_key(number)[..], &loc.encode()[..]);
@@ -319,9 +328,10 @@ fn index_block(
         &index::hash_key(&header_hash)[..],
         &index::encode_u64(number)[..],
     );
-    for tx in txs {
+    for (i, tx) in txs.iter().enumerate() {
         let key = index::tx_key(&tx.tx_id);
-        if db.contains_key(&key)? {
+        let new = known_new.is_some_and(|flags| flags.get(i) == Some(&true));
+        if !new && db.contains_key(&key)? {
             debug!(target: "ledger::blockstore", tx_id = %tx.tx_id, block = number, "duplicate tx id; keeping first occurrence");
             continue;
         }
@@ -451,6 +461,13 @@ impl BlockStore {
         };
         let (tip, writer) = recovery.run()?;
         let (height_tx, _) = watch::channel(tip.height);
+        let (tx_filter, filter_scan) = if opts.index_transactions {
+            let filter = Arc::new(TxIdFilter::new());
+            let scan = txfilter::spawn_scan(index.clone(), index::TX_PREFIX, filter.clone());
+            (Some(filter), scan)
+        } else {
+            (None, None)
+        };
         info!(target: "ledger::blockstore", dir = %dir.display(), height = tip.height, "block store open");
         Ok(BlockStore {
             dir: dir.to_path_buf(),
@@ -463,6 +480,8 @@ impl BlockStore {
             readers: RwLock::new(HashMap::new()),
             height_tx,
             tx_waiters: Arc::default(),
+            tx_filter,
+            filter_scan: Mutex::new(filter_scan),
             _lock: lock,
         })
     }
@@ -544,12 +563,26 @@ impl BlockStore {
             offset,
             len: prepared.payload_len,
         };
+        // Ids the filter rules out are new (no index read for the
+        // first-location check). They go into the filter before the index:
+        // the filter may say "maybe" for an id the index lacks, never
+        // "absent" for one it holds.
+        let known_new: Option<Vec<bool>> = self.tx_filter.as_ref().map(|filter| {
+            let flags = prepared
+                .txs
+                .iter()
+                .map(|tx| !filter.may_contain(tx.tx_id.as_bytes()))
+                .collect();
+            filter.insert_all(prepared.txs.iter().map(|tx| tx.tx_id.as_bytes()));
+            flags
+        });
         if let Err(e) = index_block(
             &self.index,
             prepared.number,
             prepared.header_hash,
             loc,
             &prepared.txs,
+            known_new.as_deref(),
         ) {
             // The block is durable but unindexed: recovery will index it.
             writer.failed = true;
@@ -737,6 +770,9 @@ impl BlockStore {
     /// for a store opened without
     /// [`index_transactions`](BlockStoreOptions::index_transactions)).
     pub fn tx_location(&self, tx_id: &str) -> Result<Option<TxLocation>> {
+        if !self.may_hold_tx(tx_id) {
+            return Ok(None);
+        }
         match self.index.get(index::tx_key(tx_id))? {
             Some(v) => Ok(Some(index::decode_tx(&v)?)),
             None => Ok(None),
@@ -769,7 +805,27 @@ impl BlockStore {
 
     /// Whether a transaction with id `tx_id` is stored.
     pub fn contains_tx(&self, tx_id: &str) -> Result<bool> {
+        if !self.may_hold_tx(tx_id) {
+            return Ok(false);
+        }
         Ok(self.index.contains_key(index::tx_key(tx_id))?)
+    }
+
+    /// Whether look-ups of tx ids that are not stored are answered from
+    /// memory: true once the background scan of the ids stored before the
+    /// store opened has finished (never for a store without the tx index).
+    /// Until then every look-up reads the index; the answers are the same.
+    pub fn tx_filter_ready(&self) -> bool {
+        self.tx_filter
+            .as_ref()
+            .is_some_and(|filter| filter.is_ready())
+    }
+
+    /// False if the tx-id filter is sure `tx_id` is not indexed.
+    fn may_hold_tx(&self, tx_id: &str) -> bool {
+        self.tx_filter
+            .as_ref()
+            .is_none_or(|filter| filter.may_contain(tx_id.as_bytes()))
     }
 
     /// A receiver of the height, updated after every append; for Deliver
@@ -821,6 +877,14 @@ impl BlockStore {
 impl Drop for BlockStore {
     fn drop(&mut self) {
         self.tx_waiters.close();
+        // The scan holds a handle on the index: end it before the index
+        // (and the directory lock) are released.
+        if let Some(filter) = &self.tx_filter {
+            filter.stop();
+        }
+        if let Some(scan) = self.filter_scan.lock().take() {
+            let _ = scan.join();
+        }
         if let Err(e) = self.index.flush() {
             warn!(target: "ledger::blockstore", error = %e, "index flush on close failed");
         }
@@ -1121,7 +1185,7 @@ impl Recovery<'_> {
                     } else {
                         Vec::new()
                     };
-                    index_block(self.index, number, header_hash, loc, &txs)?;
+                    index_block(self.index, number, header_hash, loc, &txs, None)?;
                     *tip = Tip {
                         height: number + 1,
                         last_hash: Some(header_hash),

@@ -95,9 +95,12 @@ pub(crate) fn hash_key(hash: &[u8; 32]) -> [u8; 33] {
     key
 }
 
+/// Prefix of the tx-id keys (`t` + the id's bytes).
+pub(crate) const TX_PREFIX: &[u8] = b"t";
+
 pub(crate) fn tx_key(tx_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + tx_id.len());
-    key.push(b't');
+    let mut key = Vec::with_capacity(TX_PREFIX.len() + tx_id.len());
+    key.extend_from_slice(TX_PREFIX);
     key.extend_from_slice(tx_id.as_bytes());
     key
 }

@@ -123,6 +123,7 @@ mod index;
 mod records;
 pub mod richquery;
 pub mod state;
+mod txfilter;
 mod txwait;
 
 use std::path::{Path, PathBuf};

@@ -189,6 +189,58 @@ fn tx_index_lookups_validation_codes_and_duplicates() {
     assert_eq!(store.block_by_tx_id("d").unwrap(), None);
 }
 
+#[test]
+fn reopened_store_filters_unknown_tx_ids_and_keeps_first_locations() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(filled_store(dir.path(), 40, 5));
+    let store = BlockStore::open(dir.path()).unwrap();
+    // The ids stored before open are scanned in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !store.tx_filter_ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tx-id filter never ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for n in 0..40 {
+        for i in 0..5 {
+            let loc = store.tx_location(&tx_id(n, i)).unwrap().unwrap();
+            assert_eq!((loc.block_number, loc.tx_index), (n, i as u32));
+        }
+    }
+    for unknown in ["b40-t0", "b0-t5", "", "zzz"] {
+        assert_eq!(store.tx_location(unknown).unwrap(), None, "{unknown}");
+        assert!(!store.contains_tx(unknown).unwrap(), "{unknown}");
+    }
+
+    // A new block repeating an old id and adding a new one: the old id keeps
+    // its first location, the new one is found at once.
+    let mut chain = Chain::following(&store);
+    store
+        .append(&chain.block(vec![
+            tx_envelope(&tx_id(3, 2), b"again".to_vec()),
+            tx_envelope("fresh", b"new".to_vec()),
+        ]))
+        .unwrap();
+    let again = store.tx_location(&tx_id(3, 2)).unwrap().unwrap();
+    assert_eq!((again.block_number, again.tx_index), (3, 2));
+    let fresh = store.tx_location("fresh").unwrap().unwrap();
+    assert_eq!((fresh.block_number, fresh.tx_index), (40, 1));
+
+    // A store without the tx index has no filter and finds nothing.
+    drop(store);
+    let plain = BlockStore::open_with(
+        dir.path(),
+        BlockStoreOptions {
+            index_transactions: false,
+            ..BlockStoreOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(!plain.tx_filter_ready());
+}
+
 #[tokio::test]
 async fn waiting_for_a_transaction_ends_with_the_block_that_stores_it() {
     let dir = tempfile::tempdir().unwrap();
