@@ -22,7 +22,9 @@
 //! tx id → ([`TxLocation`]: block number, position in the block, validation
 //! code from the TRANSACTIONS_FILTER metadata slot), plus a checkpoint: the
 //! indexed height and the last block's header hash. A block's entries and
-//! the new checkpoint are written by one atomic sled batch.
+//! the new checkpoint are written by one atomic sled batch. An in-memory
+//! Bloom filter of the indexed tx ids answers most look-ups of ids that are
+//! not stored without reading the index ([`BlockStore::tx_filter_ready`]).
 //!
 //! # Crash guarantees
 //!
