@@ -567,15 +567,10 @@ impl BlockStore {
         // first-location check). They go into the filter before the index:
         // the filter may say "maybe" for an id the index lacks, never
         // "absent" for one it holds.
-        let known_new: Option<Vec<bool>> = self.tx_filter.as_ref().map(|filter| {
-            let flags = prepared
-                .txs
-                .iter()
-                .map(|tx| !filter.may_contain(tx.tx_id.as_bytes()))
-                .collect();
-            filter.insert_all(prepared.txs.iter().map(|tx| tx.tx_id.as_bytes()));
-            flags
-        });
+        let known_new: Option<Vec<bool>> = self
+            .tx_filter
+            .as_ref()
+            .map(|filter| filter.insert_all(prepared.txs.iter().map(|tx| tx.tx_id.as_bytes())));
         if let Err(e) = index_block(
             &self.index,
             prepared.number,

@@ -106,16 +106,24 @@ impl TxIdFilter {
         self.hasher.hash_one(id)
     }
 
-    /// Adds ids (as their bytes) under one lock.
-    pub(crate) fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a [u8]>) {
+    /// Adds ids (as their bytes) under one lock, and tells for each whether
+    /// it was certainly absent before (always false while not ready): an
+    /// appender learns which of its ids are new at the cost of adding them.
+    /// The ids must be distinct.
+    pub(crate) fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a [u8]>) -> Vec<bool> {
         let hashes: Vec<u64> = ids.into_iter().map(|id| self.hash(id)).collect();
         if hashes.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut segments = self.segments.write();
+        let ready = self.ready.load(Ordering::Acquire);
+        let mut new = Vec::with_capacity(hashes.len());
         for h in hashes {
-            let full = segments.last().is_none_or(|last| last.len >= last.capacity);
-            if full {
+            new.push(ready && !segments.iter().any(|s| s.may_contain(h)));
+            if segments
+                .last()
+                .is_some_and(|last| last.len >= last.capacity)
+            {
                 let capacity = segments
                     .last()
                     .map_or(FIRST_CAPACITY, |last| last.capacity.saturating_mul(2));
@@ -125,6 +133,7 @@ impl TxIdFilter {
                 last.insert(h);
             }
         }
+        new
     }
 
     /// False only if `id` is certainly not stored; true while the filter
@@ -210,6 +219,26 @@ mod tests {
         format!("{:064x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
+    /// A sled database holding tx-id keys (`t` + id) for ids `0..n`.
+    fn index_with_ids(n: usize) -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        for i in 0..n {
+            db.insert(format!("t{}", id(i)), &b"loc"[..]).unwrap();
+        }
+        (dir, db)
+    }
+
+    #[test]
+    fn insert_tells_which_ids_were_new_once_ready() {
+        let f = TxIdFilter::new();
+        // Not ready: nothing can be called new.
+        assert_eq!(f.insert_all([&b"a"[..], b"b"]), vec![false, false]);
+        f.mark_ready();
+        assert_eq!(f.insert_all([&b"a"[..], b"c"]), vec![false, true]);
+        assert!(f.insert_all(std::iter::empty()).is_empty());
+    }
+
     #[test]
     fn not_ready_says_maybe_to_everything() {
         let f = TxIdFilter::new();
@@ -243,11 +272,7 @@ mod tests {
 
     #[test]
     fn scan_adds_stored_ids_then_marks_ready() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        for i in 0..3000 {
-            db.insert(format!("t{}", id(i)), &b"loc"[..]).unwrap();
-        }
+        let (_dir, db) = index_with_ids(3000);
         db.insert("mcheckpoint", &b"x"[..]).unwrap();
         let f = Arc::new(TxIdFilter::new());
         spawn_scan(db.clone(), b"t", f.clone())
@@ -265,11 +290,7 @@ mod tests {
 
     #[test]
     fn stopped_scan_never_becomes_ready() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        for i in 0..10 {
-            db.insert(format!("t{}", id(i)), &b"loc"[..]).unwrap();
-        }
+        let (_dir, db) = index_with_ids(10);
         let f = Arc::new(TxIdFilter::new());
         f.stop();
         spawn_scan(db, b"t", f.clone()).unwrap().join().unwrap();
